@@ -1,0 +1,34 @@
+# Two set-up commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+# nbgrader calls its own console scripts (alembic): keep the venv's bin first.
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONHASHSEED := 0
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+.PHONY: demo test lab lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(BIN)/python -c "import ftlab, torch, torchvision, timm, transformers, nbgrader"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/python -m ftlab.demo
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check ftlab tests benchmarks
+	$(BIN)/python -m pytest
+
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab lessons/
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""ftlab: the library behind the fine-tuning course.
+
+Modules are named for concepts: :mod:`ftlab.layers` (layer groups, freezing,
+parameter counts), :mod:`ftlab.optim` (layer-wise learning rates, gradual
+unfreezing), :mod:`ftlab.utils` (seeding, device).
+"""
+
+from .layers import (
+    LayerGroup,
+    count_parameters,
+    format_parameter_table,
+    freeze,
+    layer_groups,
+    make_groups,
+    parameter_table,
+    unfreeze,
+    unfreeze_top,
+)
+from .optim import layerwise_lrs, param_groups, unfreeze_schedule
+from .utils import get_device, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LayerGroup",
+    "count_parameters",
+    "format_parameter_table",
+    "freeze",
+    "get_device",
+    "layer_groups",
+    "layerwise_lrs",
+    "make_groups",
+    "param_groups",
+    "parameter_table",
+    "seed_everything",
+    "unfreeze",
+    "unfreeze_schedule",
+    "unfreeze_top",
+]

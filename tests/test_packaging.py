@@ -1,0 +1,37 @@
+"""Install metadata: pip and conda users get the same packages; CI runs the README's command."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    got = {_name(r): r.replace(" ", "") for r in pip_list if not r.startswith("-e")}
+    assert got == wanted  # same names, same version ranges
+    assert "python=3.11" in env["dependencies"]
+    assert "-e ." in pip_list
+
+
+def test_torch_is_not_pinned_past_the_course_machines():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = {_name(r): r for r in project["dependencies"]}
+    assert reqs["torch"].endswith("<=2.14.1") and reqs["torchvision"].endswith("<=0.29.1")
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
