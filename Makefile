@@ -24,7 +24,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m ftlab.demo
 
 test: $(VENV)/.installed
-	$(BIN)/ruff check ftlab tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lab: $(VENV)/.installed

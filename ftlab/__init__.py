@@ -17,13 +17,14 @@ from .layers import (
     unfreeze_top,
 )
 from .optim import layerwise_lrs, param_groups, unfreeze_schedule
-from .utils import get_device, seed_everything
+from .utils import fast_mode, get_device, seed_everything
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LayerGroup",
     "count_parameters",
+    "fast_mode",
     "format_parameter_table",
     "freeze",
     "get_device",

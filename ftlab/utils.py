@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device"]
+__all__ = ["seed_everything", "get_device", "fast_mode"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
@@ -39,3 +39,13 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
             raise ValueError(f"device {device} requested but CUDA is not available on this machine")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fast_mode() -> bool:
+    """True when ``FTLAB_FAST=1``: notebooks shrink data and epochs.
+
+    The test suite executes every lesson and exercise headless with this set, so
+    a notebook reads it once at the top (``FAST = fast_mode()``) and picks small
+    settings; students and instructors run the full versions.
+    """
+    return os.environ.get("FTLAB_FAST", "0") not in ("", "0", "false", "False")
