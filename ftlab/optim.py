@@ -108,18 +108,21 @@ def param_groups(
     return out
 
 
-def unfreeze_schedule(num_groups: int, num_epochs: int, every: int = 1, start: int = 1) -> list[int]:
+def unfreeze_schedule(num_groups: int, num_epochs: int, every: int = 1, start: int = 1, step: int = 1) -> list[int]:
     """How many top groups are trainable in each epoch of gradual unfreezing.
 
-    ULMFiT-style: train the head (``start=1`` group) first, then unfreeze one
-    more group every ``every`` epochs until all ``num_groups`` train.
+    ULMFiT-style: train the head (``start=1`` group) first, then unfreeze
+    ``step`` more groups every ``every`` epochs until all ``num_groups`` train.
 
     >>> unfreeze_schedule(4, 6)
     [1, 2, 3, 4, 4, 4]
+    >>> unfreeze_schedule(10, 3, step=5)
+    [1, 6, 10]
     """
-    for name, v in (("num_groups", num_groups), ("num_epochs", num_epochs), ("every", every), ("start", start)):
+    checks = (("num_groups", num_groups), ("num_epochs", num_epochs), ("every", every), ("start", start), ("step", step))
+    for name, v in checks:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
     if start > num_groups:
         raise ValueError(f"start ({start}) is larger than the number of groups ({num_groups})")
-    return [min(num_groups, start + epoch // every) for epoch in range(num_epochs)]
+    return [min(num_groups, start + step * (epoch // every)) for epoch in range(num_epochs)]

@@ -396,7 +396,11 @@ def fit(
                 unfreeze_top(model, unfreeze[epoch - 1], groups)
             model.train()
             start = time.perf_counter()
-            loss_sum, correct, n = 0.0, 0, 0
+            # Running sums stay on the device: a .item() per step would make the
+            # CPU wait for the GPU every batch.
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            n = 0
             for x, y in loader:
                 x, y = _to_device(x, device, channels_last and device.type == "cuda"), y.to(device)
                 with _autocast(device, amp):
@@ -411,18 +415,17 @@ def fit(
                 scaler.update()
                 sched.step()
                 b = _batch_size_of(y)
-                loss_sum += loss.item() * b
-                correct += (logits.argmax(1) == y).sum().item()
+                loss_sum += loss.detach() * b
+                correct += (logits.detach().argmax(1) == y).sum()
                 n += b
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             record: dict[str, float] = {
                 "epoch": epoch,
-                "train_loss": loss_sum / n,
-                "train_accuracy": correct / n,
+                "train_loss": loss_sum.item() / n,
+                "train_accuracy": correct.item() / n,
                 "lr": max(g["lr"] for g in opt.param_groups),
                 "seconds": seconds,
                 "samples_per_s": n / seconds,
@@ -440,6 +443,7 @@ def fit(
                 else:
                     since_best += 1
             history.epochs.append(record)
+            bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.3f}", val_acc=record.get("val_accuracy"))
             if patience is not None and val_data is not None and since_best >= patience:
                 history.stopped_early = True
                 break

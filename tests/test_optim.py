@@ -115,6 +115,7 @@ def test_unfreeze_schedule():
     assert unfreeze_schedule(4, 6) == [1, 2, 3, 4, 4, 4]
     assert unfreeze_schedule(10, 5, every=2) == [1, 1, 2, 2, 3]
     assert unfreeze_schedule(3, 3, start=2) == [2, 3, 3]
+    assert unfreeze_schedule(10, 3, step=5) == [1, 6, 10]
     with pytest.raises(ValueError, match="every must be a positive int, got 0"):
         unfreeze_schedule(4, 6, every=0)
     with pytest.raises(ValueError, match=r"start \(5\) is larger than the number of groups \(4\)"):

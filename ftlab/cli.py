@@ -1,0 +1,74 @@
+"""Command line: ``ftlab compare`` -- the strategy comparison, the course's main job."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+
+from .strategies import STRATEGIES, TEXT_SETTINGS, Settings, compare, results_table, save_results
+
+# --quick: a smoke run in well under a minute (CI, first try on a new machine).
+QUICK = dict(epochs=1, head_epochs=5)
+QUICK_MAX_PER_CLASS = 20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftlab", description="Fine-tuning lab tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compare", help="compare fine-tuning strategies: accuracy vs compute")
+    c.add_argument("--model", default="efficientnet_lite0", help="efficientnet_lite0 (default) or minilm")
+    c.add_argument("--dataset", default="digits", help="digits (default), lfw_faces, vader_words, ...")
+    c.add_argument("--strategies", help=f"comma-separated subset of {','.join(STRATEGIES)}")
+    c.add_argument("--epochs", type=int, help="fine-tuning epochs per strategy")
+    c.add_argument("--lr", type=float, help="fine-tuning learning rate")
+    c.add_argument("--image-size", type=int, default=32, help="input side in pixels (default 32)")
+    c.add_argument("--max-per-class", type=int, help="subsample the data set (small-data experiments)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    c.add_argument("--out", default="runs/compare", help="folder for results.csv and results.png")
+    c.add_argument("--quick", action="store_true", help="tiny smoke run: 1 epoch, 20 images per class")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    text = args.model == "minilm" or args.dataset == "vader_words"
+    settings = TEXT_SETTINGS if text else Settings()
+    overrides = dict(QUICK) if args.quick else {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.lr is not None:
+        overrides["lr"] = args.lr
+    try:
+        settings = dataclasses.replace(settings, **overrides)
+        strategies = args.strategies.split(",") if args.strategies else None
+        start = time.perf_counter()
+        results = compare(
+            args.model,
+            args.dataset,
+            strategies=strategies,
+            settings=settings,
+            image_size=args.image_size,
+            max_per_class=args.max_per_class or (QUICK_MAX_PER_CLASS if args.quick else None),
+            seed=args.seed,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"ftlab compare: error: {e}", file=sys.stderr)
+        return 2
+    print()
+    print(results_table(results))
+    csv_path, png_path = save_results(results, args.out)
+    best = max(results, key=lambda r: r.test_accuracy)
+    print(f"\nbest: {best.name} ({best.test_accuracy:.2%}); total {time.perf_counter() - start:.0f} s")
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""ftlab.strategies: each strategy trains what it says; the decision tree; reports."""
+
+import csv
+from types import SimpleNamespace
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from ftlab.strategies import (
+    STRATEGIES,
+    Settings,
+    recommend_strategy,
+    results_table,
+    run_strategy,
+    save_results,
+)
+from ftlab.train import fit
+
+FAST = Settings(epochs=3, batch_size=64, lr=3e-3, head_lr=1e-2, head_epochs=20, scratch_lr=3e-3, top_k=2)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    x, y = load_digits(return_X_y=True)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x, y = torch.tensor(x / 16.0, dtype=torch.float32)[perm], torch.tensor(y)[perm]
+    part = lambda a, b: TensorDataset(x[a:b], y[a:b])  # noqa: E731
+    return SimpleNamespace(train=part(0, 1000), val=part(1000, 1300), test=part(1300, 1797), num_classes=10)
+
+
+def net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)
+    )
+
+
+@pytest.fixture(scope="module")
+def pretrained_state(splits):
+    """A backbone 'pretrained' on the first half of the training split, as a stand-in for ImageNet."""
+    model = net()
+    fit(model, TensorDataset(*splits.train[:500]), epochs=5, lr=3e-3, progress=False)
+    return model.state_dict()
+
+
+@pytest.fixture
+def pretrained(pretrained_state):
+    """Fresh copies of the pretrained net with a new, randomly initialised head."""
+
+    def make():
+        model = net()
+        model.load_state_dict(pretrained_state)
+        model[6].reset_parameters()
+        return model
+
+    return make
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_each_strategy_trains_what_it_says(name, splits, pretrained):
+    model = net(seed=1) if name == "scratch" else pretrained()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r = run_strategy(name, model, splits, FAST, progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    expected_trainable = {
+        "feature_extraction": 32 * 10 + 10,
+        "fine_tune_top": 32 * 10 + 10 + 64 * 32 + 32,
+        "fine_tune_all": r.total_params,
+        "layerwise": r.total_params,
+        "gradual": r.total_params,
+        "scratch": r.total_params,
+    }[name]
+    assert r.trainable_params == expected_trainable
+    assert r.total_params == sum(p.numel() for p in model.parameters())
+    if name == "feature_extraction":
+        assert changed == {"6.weight", "6.bias"}
+    elif name == "fine_tune_top":
+        assert changed == {"4.weight", "4.bias", "6.weight", "6.bias"}
+    else:
+        assert "0.weight" in changed
+    assert r.test_accuracy > 0.5 and r.seconds > 0  # chance: 0.1 and r.samples_per_s > 0
+    assert len(r.history.epochs) == (FAST.head_epochs if name == "feature_extraction" else FAST.epochs)
+
+
+def test_gradual_unfreezes_head_first_then_all(splits, pretrained):
+    r = run_strategy("gradual", pretrained(), splits, FAST, progress=False)
+    trainable = r.history.column("trainable")
+    assert trainable[0] == 32 * 10 + 10 and trainable[-1] == r.total_params
+    assert trainable == sorted(trainable)
+
+
+def test_unknown_strategy(splits):
+    with pytest.raises(ValueError, match="unknown strategy 'finetune'"):
+        run_strategy("finetune", net(), splits, FAST)
+
+
+@pytest.mark.parametrize(
+    ("n", "similarity", "expected"),
+    [
+        (500, "similar", "feature_extraction"),
+        (50_000, "similar", "fine_tune_top"),
+        (500, "different", "layerwise"),
+        (50_000, "different", "fine_tune_all"),
+        (999, 0.9, "feature_extraction"),
+        (1000, 0.2, "fine_tune_all"),
+    ],
+)
+def test_decision_tree(n, similarity, expected):
+    assert recommend_strategy(n, similarity) == expected
+
+
+def test_decision_tree_bad_input():
+    with pytest.raises(
+        ValueError, match="domain_similarity must be 'similar', 'different' or in \\[0, 1\\], got 'close'"
+    ):
+        recommend_strategy(100, "close")
+    with pytest.raises(ValueError, match="domain_similarity must be .* got 1.5"):
+        recommend_strategy(100, 1.5)
+    with pytest.raises(ValueError, match="n_samples must be a positive int, got 0"):
+        recommend_strategy(0, "similar")
+
+
+def test_reports(splits, pretrained, tmp_path):
+    results = [
+        run_strategy(n, pretrained(), splits, FAST, progress=False) for n in ("feature_extraction", "fine_tune_all")
+    ]
+    text = results_table(results)
+    assert "feature_extraction" in text and f"{results[1].test_accuracy:.4f}" in text and "330" in text
+    csv_path, png_path = save_results(results, tmp_path / "out")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["strategy"] for r in rows] == ["feature_extraction", "fine_tune_all"]
+    assert float(rows[1]["test_accuracy"]) == round(results[1].test_accuracy, 4)
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
