@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/python -m ftlab.demo
+	$(BIN)/ftlab compare --out runs/compare
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

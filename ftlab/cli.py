@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--strategies", help=f"comma-separated subset of {','.join(STRATEGIES)}")
     c.add_argument("--epochs", type=int, help="fine-tuning epochs per strategy")
     c.add_argument("--lr", type=float, help="fine-tuning learning rate")
-    c.add_argument("--image-size", type=int, default=32, help="input side in pixels (default 32)")
+    c.add_argument("--image-size", type=int, default=48, help="input side in pixels (default 48)")
     c.add_argument("--max-per-class", type=int, help="subsample the data set (small-data experiments)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", help="cpu or cuda (default: cuda when present)")

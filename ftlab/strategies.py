@@ -62,11 +62,11 @@ class Settings:
 
     epochs: int = 3
     batch_size: int = 64
-    lr: float = 1e-3  # fine-tuning rate (top/all/layerwise/gradual) for Adam on a CNN
+    lr: float = 2e-3  # fine-tuning rate (top/all/layerwise/gradual) for Adam on a CNN
     head_lr: float = 1e-2  # feature extraction trains a linear model: a larger step is safe
     scratch_lr: float = 3e-3
     head_epochs: int = 30  # feature extraction epochs are almost free once features are cached
-    gamma: float = 0.7
+    gamma: float = 0.8
     top_k: int = 3
     weight_decay: float = 1e-4
     schedule: str = "onecycle"
@@ -163,7 +163,7 @@ def compare(
     *,
     strategies: Sequence[str] | None = None,
     settings: Settings | None = None,
-    image_size: int = 32,
+    image_size: int = 48,
     max_per_class: int | None = None,
     seed: int = 0,
     device=None,

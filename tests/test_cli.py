@@ -1,0 +1,54 @@
+"""`ftlab compare` end to end on the real offline models (quick settings)."""
+
+import csv
+import dataclasses
+
+import pytest
+
+from ftlab.cli import main
+from ftlab.strategies import TEXT_SETTINGS, compare
+
+
+@pytest.mark.slow
+def test_compare_cli_quick_on_efficientnet_digits(tmp_path, capsys):
+    code = main(
+        [
+            "compare",
+            "--quick",
+            "--strategies",
+            "feature_extraction,fine_tune_top,scratch",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [r["strategy"] for r in rows] == ["feature_extraction", "fine_tune_top", "scratch"]
+    by = {r["strategy"]: r for r in rows}
+    assert int(by["feature_extraction"]["trainable_params"]) == 1280 * 10 + 10  # Lite0's classifier
+    assert int(by["scratch"]["trainable_params"]) == int(by["scratch"]["total_params"])
+    # pretrained ImageNet features beat a random network trained as briefly
+    assert float(by["feature_extraction"]["test_accuracy"]) > float(by["scratch"]["test_accuracy"])
+    assert (tmp_path / "results.png").stat().st_size > 1000
+    assert "best:" in out and "feature_extraction" in out
+
+
+def test_compare_cli_rejects_unknown_strategy(tmp_path, capsys):
+    code = main(["compare", "--quick", "--strategies", "magic", "--out", str(tmp_path), "--no-progress"])
+    assert code == 2
+    assert "unknown strategies ['magic']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_text_variant_minilm_on_vader_words():
+    quick = dataclasses.replace(TEXT_SETTINGS, epochs=1, head_epochs=20)
+    results = compare("minilm", "vader_words", settings=quick, max_per_class=100, progress=False)
+    assert [r.name for r in results] == ["feature_extraction", "fine_tune_all", "layerwise"]
+    fe, full, lw = results
+    assert fe.trainable_params == 384 * 2 + 2 and full.trainable_params == full.total_params
+    assert 2e-5 <= quick.lr <= 5e-5
+    # MiniLM's pretrained [CLS]-pooled features already separate word polarity (chance: 0.5)
+    assert fe.test_accuracy > 0.65
+    assert len(full.history.epochs) == len(lw.history.epochs) == 1
