@@ -1,0 +1,13 @@
+"""The examples in the library's docstrings are true."""
+
+import doctest
+
+import pytest
+
+import ftlab.optim
+
+
+@pytest.mark.parametrize("module", [ftlab.optim])
+def test_docstring_examples(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
