@@ -1,0 +1,40 @@
+"""nbgrader configuration of the ftlab course (README: "For instructors: autograding with nbgrader").
+
+The repository root is the course root: source notebooks (solutions, visible and
+hidden tests) live in ``solutions/<assignment>/``; ``nbgrader generate_assignment``
+writes the student versions to ``exercises/<assignment>/``. ``submitted/``,
+``autograded/``, ``feedback/``, ``reports/`` and ``gradebook.db`` appear next to
+them while grading and are not committed.
+"""
+
+import sys
+from pathlib import Path
+
+c = get_config()  # noqa: F821 -- injected by nbgrader's config loader
+
+c.CourseDirectory.course_id = "ftlab"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "exercises"
+
+# --- Autograding -------------------------------------------------------------
+# RobustExecute (scripts/autograde_class.py) is nbgrader's Execute plus: a kernel
+# that dies or ignores the timeout interrupt is replaced and grading goes on; a
+# whole notebook has a time budget; timeouts can be set per notebook.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
+c.Autograde.autograde_preprocessors = [
+    "autograde_class.RobustExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Execute.timeout = 120  # seconds any one cell may run (also used by `nbgrader validate`)
+c.RobustExecute.notebook_timeout = 600  # seconds a whole notebook may run
+# The fine-tuning notebook trains a network in one cell: ~2 minutes with full settings on a
+# 2-core CPU, ~30 s with FTLAB_FAST=1 (the per-notebook budget leaves a wide margin).
+c.RobustExecute.overrides = {"finetune": {"timeout": 900, "notebook_timeout": 1200}}
+
+# A deleted test cell is put back (from the gradebook) and graded, not skipped.
+c.OverwriteCells.add_missing_cells = True

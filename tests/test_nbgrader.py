@@ -1,0 +1,472 @@
+"""The autograded track: nbgrader sources, generated exercises, and the instructor workflow end to end.
+
+Fast tests read the notebooks and the config. Slow tests run real nbgrader commands
+(each starts Python kernels) offline on CPU with ``FTLAB_FAST=1``: regenerating the
+exercises, ``nbgrader validate``, :class:`RobustExecute` against crashing and
+runaway kernels, and a whole class -- three ordinary students and six broken
+submissions -- through generate, release, submit, autograde, feedback and export.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# assignment -> (notebook, total points)
+ASSIGNMENTS = {
+    "ps1_parameters": ("parameters", 10),
+    "ps2_layerwise_lr": ("layerwise_lr", 10),
+    "ps3_freezing": ("freezing", 12),
+    "ps4_bert_head": ("bert_head", 10),
+    "ps5_finetune": ("finetune", 10),
+}
+# the written answers, graded by hand: grade_id -> (assignment, points)
+WRITTEN = {
+    "why_smaller_lr": ("ps2_layerwise_lr", 3),
+    "which_layers_first": ("ps3_freezing", 2),
+    "risk_unfreezing_too_many": ("ps3_freezing", 2),
+}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # nbgrader calls its own scripts (alembic)
+    env["FTLAB_FAST"] = "1"
+    env["OMP_NUM_THREADS"] = "1"  # nbgrader and a kernel share 2 cores; OpenMP spinning costs 10x
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def nbgrader(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"nbgrader {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def _notebooks(folder: str) -> dict[str, nbformat.NotebookNode]:
+    return {p.parent.name: nbformat.read(p, as_version=4) for p in sorted((ROOT / folder).glob("*/*.ipynb"))}
+
+
+def _meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _is_test(cell) -> bool:
+    return cell.cell_type == "code" and _meta(cell).get("grade") and not _meta(cell).get("solution")
+
+
+# --------------------------------------------------------------------------- fast: the files themselves
+
+
+def test_every_assignment_has_a_source_and_an_exercise():
+    for folder in ("solutions", "exercises"):
+        found = {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).glob("*/*.ipynb")}
+        assert found == {f"{a}/{nb}.ipynb" for a, (nb, _) in ASSIGNMENTS.items()}, folder
+
+
+@pytest.mark.parametrize("folder", ["solutions", "exercises"])
+def test_notebooks_have_no_outputs(folder):
+    for name, nb in _notebooks(folder).items():
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, (name, cell.id)
+
+
+def test_points_and_written_answers():
+    for name, nb in _notebooks("solutions").items():
+        points = sum(_meta(c).get("points", 0) for c in nb.cells if _meta(c).get("grade"))
+        assert points == ASSIGNMENTS[name][1], name
+        assert f"({points} points)" in nb.cells[0].source, f"{name}: the title states the total"
+    for grade_id, (assignment, points) in WRITTEN.items():
+        nb = _notebooks("solutions")[assignment]
+        (cell,) = [c for c in nb.cells if _meta(c).get("grade_id") == grade_id]
+        assert cell.cell_type == "markdown" and _meta(cell)["solution"] and _meta(cell)["points"] == points
+        assert not _meta(cell)["locked"]
+
+
+def test_source_cells_follow_the_house_rules():
+    for name, nb in _notebooks("solutions").items():
+        ids = [_meta(c)["grade_id"] for c in nb.cells if _meta(c)]
+        assert len(ids) == len(set(ids)), name
+        setup = nb.cells[1]
+        assert _meta(setup)["locked"] and "ftlab.seed_everything(" in setup.source, f"{name}: locked setup cell"
+        for cell in nb.cells:
+            src = cell.source
+            assert not re.search(r"^\s*from\s+\S+\s+import\s+\*", src, re.M), f"{name}: star import"
+            assert "interact" not in src and "input(" not in src, f"{name}: no blocking widgets or input"
+            assert src.count("### BEGIN HIDDEN TESTS") == src.count("### END HIDDEN TESTS")
+            if cell.cell_type == "code" and _meta(cell).get("solution"):
+                assert src.count("### BEGIN SOLUTION") == src.count("### END SOLUTION") >= 1, (name, cell.id)
+            if _is_test(cell):
+                assert _meta(cell)["locked"] and _meta(cell)["points"] > 0, (name, cell.id)
+                assert re.match(r'"""\S.*"""\n', src), f"{name}/{cell.id}: a test cell opens with a docstring"
+    assert "FAST = ftlab.fast_mode()" in _notebooks("solutions")["ps5_finetune"].cells[1].source
+
+
+def test_exercises_hold_no_solutions_or_hidden_tests():
+    for name, nb in _notebooks("exercises").items():
+        text = "\n".join(c.source for c in nb.cells)
+        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text, name
+        assert "YOUR CODE HERE" in text, name
+        assert ("YOUR ANSWER HERE" in text) == (name in {a for a, _ in WRITTEN.values()}), name
+
+
+def test_nbgrader_config():
+    from traitlets.config.loader import PyFileConfigLoader
+
+    c = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    assert c.CourseDirectory.source_directory == "solutions"
+    assert c.CourseDirectory.release_directory == "exercises"
+    assert c.Autograde.autograde_preprocessors[0] == "autograde_class.RobustExecute"
+    assert c.OverwriteCells.add_missing_cells is True
+    finetune = c.RobustExecute.overrides["finetune"]
+    assert finetune["timeout"] > c.Execute.timeout and finetune["notebook_timeout"] > c.RobustExecute.notebook_timeout
+
+
+# --------------------------------------------------------------------------- slow: nbgrader commands
+
+
+def _make_course(parent: Path) -> Path:
+    """A fresh course directory, as an instructor would set one up from this repository."""
+    course = parent / "course"
+    course.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+    shutil.copytree(ROOT / "solutions", course / "solutions", ignore=ignore)
+    shutil.copytree(ROOT / "scripts", course / "scripts", ignore=ignore)  # the config imports RobustExecute
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    return course
+
+
+def _normalized(nb: nbformat.NotebookNode) -> dict:
+    return {
+        "metadata": nb.metadata,
+        "cells": [{k: c.get(k) for k in ("cell_type", "id", "metadata", "source")} for c in nb.cells],
+    }
+
+
+@pytest.mark.slow
+def test_exercises_are_generated_from_solutions(tmp_path):
+    course = _make_course(tmp_path)
+    nbgrader("generate_assignment", "*", "--force", cwd=course)
+    for assignment, (name, _) in ASSIGNMENTS.items():
+        fresh = nbformat.read(course / "exercises" / assignment / f"{name}.ipynb", as_version=4)
+        committed = nbformat.read(ROOT / "exercises" / assignment / f"{name}.ipynb", as_version=4)
+        assert json.dumps(_normalized(fresh), sort_keys=True) == json.dumps(_normalized(committed), sort_keys=True), (
+            f'exercises/{assignment} is stale: run `nbgrader generate_assignment "*" --force` in the repository root'
+        )
+
+
+@pytest.mark.slow
+def test_validate_passes_on_solutions():
+    out = nbgrader("validate", "solutions/*/*.ipynb", cwd=ROOT).stdout
+    assert out.count("Success! Your notebook passes all the tests.") == len(ASSIGNMENTS), out[-3000:]
+
+
+@pytest.mark.slow
+def test_validate_fails_on_exercises():
+    out = nbgrader("validate", "--invert", "exercises/*/*.ipynb", cwd=ROOT).stdout
+    assert out.count("Success! The notebook does not pass any tests.") == len(ASSIGNMENTS), out[-3000:]
+
+
+# --------------------------------------------------------------------------- slow: RobustExecute
+
+
+@pytest.fixture(scope="module")
+def grading():
+    spec = importlib.util.spec_from_file_location("autograde_class", ROOT / "scripts" / "autograde_class.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("autograde_class", module)  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _execute(grading, sources: list[str], **traits) -> list[list[str]]:
+    """Run code cells under RobustExecute as notebook "toy"; per cell, its error names and printed text."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb, _ = grading.RobustExecute(**traits).preprocess(nb, {"nbgrader": {"notebook": "toy"}})
+    return [[o.get("ename") or o.get("text", "").strip() for o in c.outputs] for c in nb.cells]
+
+
+@pytest.mark.slow
+def test_robust_execute_replaces_a_dead_kernel(grading):
+    outputs = _execute(grading, ["x = 1", "import os\nos._exit(1)", "print('fresh')", "x"], timeout=60)
+    assert outputs == [[], ["DeadKernelError"], ["fresh"], ["NameError"]]
+
+
+@pytest.mark.slow
+def test_robust_execute_replaces_a_kernel_that_ignores_interrupts(grading):
+    loop = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    outputs = _execute(grading, [loop, "print('next')"], timeout=3)
+    assert outputs[0][-1] == "CellTimeoutError" and outputs[1] == ["next"]
+
+
+@pytest.mark.slow
+def test_robust_execute_bounds_the_whole_notebook(grading):
+    start = time.monotonic()
+    sources = ["import time\ntime.sleep(30)", "y = 1", "assert y == 1"]
+    outputs = _execute(grading, sources, timeout=60, overrides={"toy": {"notebook_timeout": 3}})
+    assert "CellTimeoutError" in outputs[0]
+    assert outputs[1:] == [["NotebookTimeoutError"]] * 2  # not run, and a test cell scores 0
+    assert time.monotonic() - start < 30
+
+
+# --------------------------------------------------------------------------- slow: a whole class
+
+EXPECTED = {  # final scores after the written answers were graded by hand
+    "alice": {a: total for a, (_, total) in ASSIGNMENTS.items()},  # everything right
+    "bob": {"ps1_parameters": 5, "ps2_layerwise_lr": 4, "ps3_freezing": 6, "ps4_bert_head": 5, "ps5_finetune": 2},
+    "carol": dict.fromkeys(ASSIGNMENTS, 0),  # submitted the notebooks untouched
+}
+BOB_SOLVES = {  # the partial student's answered cells
+    "ps1_parameters": ["count_params", "linear_params"],  # 3 + 2
+    "ps2_layerwise_lr": ["layerwise_lrs", "why_smaller_lr"],  # 3 + 1 by hand
+    "ps3_freezing": ["freeze_bottom", "unfreeze_plan", "which_layers_first"],  # 3 + 2 + 1 by hand
+    "ps4_bert_head": ["cls_logits", "softmax"],  # 2 + 3
+    "ps5_finetune": ["freeze"],  # 2: froze the bottom, never trained
+}
+HAND_GRADES = {"alice": {k: p for k, (_, p) in WRITTEN.items()}, "bob": {"why_smaller_lr": 1, "which_layers_first": 1}}
+# broken ps1 submissions next to the three students above: status in the driver's report, score
+BROKEN = {
+    "dan_loop": ("timeout", 8),  # `while True` before linear_params: interrupted, that test 0
+    "erin_crash": ("kernel-died", 3),  # os._exit in linear_params: later cells run in a fresh kernel
+    "frank_import": ("errors", 2),  # count_params' cell raises on import: its test and both strategies 0
+    "gina_tamper": ("errors", 8),  # wrong linear_params, its test edited to pass; test_top3 deleted
+    "ivy_json": ("invalid-notebook", 0),  # not a notebook at all
+    "jack_widgets": ("errors", 10),  # all right, plus a slider, interact, tqdm and input()
+}
+WIDGET_CELLS = [
+    "import ipywidgets as widgets\nfrom IPython.display import display\nfrom tqdm.auto import tqdm\n\n"
+    "display(widgets.IntSlider(value=3))\nwidgets.interact(lambda k: k * 2, k=(1, 5))\nfor _ in tqdm(range(3)):\n    pass",
+    "name = input('Your name: ')",
+]
+
+
+def _exchange(step: str, course: Path, exchange: Path, assignment: str, student: str = "", workspace: Path = None):
+    """One exchange step, in process: the classes behind `nbgrader release_assignment`,
+    `fetch_assignment`, `submit` and `collect` (each CLI call would cost seconds of imports)."""
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.exchange.default import (
+        ExchangeCollect,
+        ExchangeFetchAssignment,
+        ExchangeReleaseAssignment,
+        ExchangeSubmit,
+    )
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.assignment_id = assignment
+    config.Exchange.root = str(exchange)
+    config.ExchangeCollect.check_owner = False  # all simulated students are this OS user
+    if student:
+        config.CourseDirectory.student_id = student
+    if workspace is not None:
+        config.Exchange.assignment_dir = str(workspace)
+    cls = {
+        "release": ExchangeReleaseAssignment,
+        "fetch": ExchangeFetchAssignment,
+        "submit": ExchangeSubmit,
+        "collect": ExchangeCollect,
+    }[step]
+    cls(coursedir=CourseDirectory(config=config), authenticator=Authenticator(config=config), config=config).start()
+
+
+def _answers(assignment: str) -> dict[str, str]:
+    """The instructor's solution cells (code and written), by grade_id."""
+    nb = _notebooks("solutions")[assignment]
+    return {_meta(c)["grade_id"]: c.source for c in nb.cells if _meta(c).get("solution")}
+
+
+def _work_on(path: Path, answers: dict[str, str], drop: tuple[str, ...] = (), extra: list[str] = ()) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if _meta(c).get("grade_id") not in drop]
+    for cell in nb.cells:
+        if _meta(cell).get("grade_id") in answers:
+            cell.source = answers[_meta(cell)["grade_id"]]
+    nb.cells[2:2] = [nbformat.v4.new_code_cell(src) for src in extra]  # after the setup cell
+    nbformat.write(nb, path)
+
+
+def _student(course, exchange, workspaces, student, assignment, edit) -> None:
+    workspace = workspaces / student
+    workspace.mkdir(exist_ok=True)
+    _exchange("fetch", course, exchange, assignment, workspace=workspace)
+    edit(workspace / assignment / f"{ASSIGNMENTS[assignment][0]}.ipynb")
+    _exchange("submit", course, exchange, assignment, student=student, workspace=workspace)
+
+
+def _broken_edits() -> dict:
+    ps1 = _answers("ps1_parameters")
+    wrong = "def linear_params(n_in, n_out, bias=True):\n    return n_in * n_out\n"
+
+    def tamper(path):
+        _work_on(path, {**ps1, "linear_params": wrong, "test_linear_params": "pass"}, drop=("test_top3",))
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if _meta(cell).get("grade_id") == "test_linear_params":
+                cell.metadata.nbgrader["points"] = 100
+        nbformat.write(nb, path)
+
+    return {
+        "dan_loop": lambda p: _work_on(p, {**ps1, "linear_params": "while True:\n    pass\n" + ps1["linear_params"]}),
+        "erin_crash": lambda p: _work_on(p, {**ps1, "linear_params": "import os\nos._exit(1)\n"}),
+        "frank_import": lambda p: _work_on(
+            p, {**ps1, "count_params": "import ftlab.no_such_module\n" + ps1["count_params"]}
+        ),
+        "gina_tamper": tamper,
+        "ivy_json": lambda p: p.write_text('{"cells": [ this is not json'),
+        "jack_widgets": lambda p: _work_on(p, ps1, extra=WIDGET_CELLS),
+    }
+
+
+def class_test(test):
+    """Slow, and the first to run builds the class (about 5 minutes): a longer timeout."""
+    return pytest.mark.slow(pytest.mark.timeout(1800)(test))
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """generate -> release -> submit -> collect -> autograde -> grade by hand -> feedback -> export."""
+    from nbgrader.api import Gradebook
+
+    tmp = tmp_path_factory.mktemp("class")
+    course, exchange, workspaces = _make_course(tmp), tmp / "exchange", tmp / "students"
+    exchange.mkdir()
+    workspaces.mkdir()
+    nbgrader("generate_assignment", "*", "--force", cwd=course)
+    for assignment in ASSIGNMENTS:
+        _exchange("release", course, exchange, assignment)
+        full = _answers(assignment)
+        partial = {k: v for k, v in full.items() if k in BOB_SOLVES[assignment]}
+        if "why_smaller_lr" in partial:
+            partial["why_smaller_lr"] = "Smaller steps keep the pretrained weights."
+        if "which_layers_first" in partial:
+            partial["which_layers_first"] = "The head, because it is new."
+        for student, answers in (("alice", full), ("bob", partial), ("carol", {})):
+            _student(course, exchange, workspaces, student, assignment, lambda p, a=answers: _work_on(p, a))
+        _exchange("collect", course, exchange, assignment)
+
+    # Plain nbgrader for assignments 2-5 (one process for all of them) ...
+    nbgrader("autograde", "ps[2-5]_*", cwd=course)
+    # ... and the per-student driver for assignment 1, where the broken submissions are.
+    for student, edit in _broken_edits().items():
+        _student(course, exchange, workspaces, student, "ps1_parameters", edit)
+    _exchange("collect", course, exchange, "ps1_parameters")
+    driver = subprocess.run(
+        [
+            sys.executable,
+            "scripts/autograde_class.py",
+            "ps1_parameters",
+            "--fast",
+            "--wall-clock=300",
+            "--Execute.timeout=45",
+        ],
+        cwd=course,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert driver.returncode == 0, driver.stdout + driver.stderr
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for student, grades in HAND_GRADES.items():
+            for grade_id, points in grades.items():
+                assignment, _ = WRITTEN[grade_id]
+                grade = gb.find_grade(grade_id, ASSIGNMENTS[assignment][0], assignment, student)
+                grade.manual_score = points
+        gb.db.commit()
+
+    nbgrader("generate_feedback", "*", cwd=course)
+    nbgrader("export", "--to", "grades.csv", cwd=course)
+    with open(course / "grades.csv") as fh:
+        grades = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(fh)}
+    with open(course / "reports" / "ps1_parameters.csv") as fh:
+        report = {r["student"]: r for r in csv.DictReader(fh)}
+
+    # Last (it zeros dan_loop's grades): a run that outlasts its wall clock is killed, kernels and all.
+    guard = course / "reports" / "wall_clock.csv"
+    args = ["ps1_parameters", "--student=dan_loop", "--wall-clock=3", f"--report={guard}"]
+    subprocess.run(
+        [sys.executable, "scripts/autograde_class.py", *args], cwd=course, env=_env(), check=True, timeout=300
+    )
+    with open(guard) as fh:
+        (wall_clock,) = csv.DictReader(fh)
+    return SimpleNamespace(course=course, grades=grades, report=report, driver=driver.stdout, wall_clock=wall_clock)
+
+
+@class_test
+def test_class_gets_full_partial_and_zero_marks(graded_class):
+    for student, scores in EXPECTED.items():
+        for assignment, score in scores.items():
+            row = graded_class.grades[(student, assignment)]
+            assert float(row["score"]) == score, (student, assignment, row)
+            assert float(row["max_score"]) == ASSIGNMENTS[assignment][1]
+
+
+@class_test
+def test_broken_submissions_get_a_clear_result_and_the_class_is_graded(graded_class):
+    report = graded_class.report
+    assert set(report) == set(EXPECTED) | set(BROKEN)
+    assert report["alice"]["status"] == "graded"
+    for student, (status, score) in BROKEN.items():
+        row = report[student]
+        assert (row["status"], float(row["score"]), float(row["max_score"])) == (status, score, 10), row
+        assert float(graded_class.grades[(student, "ps1_parameters")]["score"]) == score
+        assert row["detail"] or status == "graded", row
+    assert "CellTimeoutError in linear_params" in report["dan_loop"]["detail"]
+    assert "DeadKernelError in linear_params" in report["erin_crash"]["detail"]
+    assert "ModuleNotFoundError" in report["frank_import"]["detail"]
+    assert "NotJSONError" in report["ivy_json"]["detail"]
+    assert "StdinNotImplementedError" in report["jack_widgets"]["detail"]
+    for student in ("alice", "ivy_json", "erin_crash"):
+        assert student in graded_class.driver  # the table printed for the instructor
+    assert (graded_class.wall_clock["status"], graded_class.wall_clock["score"]) == ("wall-clock", "0.0")
+
+
+@class_test
+def test_tampered_tests_are_replaced_by_the_instructors(graded_class):
+    detail = graded_class.report["gina_tamper"]["detail"]
+    assert "test_linear_params was edited" in detail and "test_top3 was deleted" in detail
+    source = {_meta(c)["grade_id"]: c for c in _notebooks("solutions")["ps1_parameters"].cells if _meta(c)}
+    path = graded_class.course / "autograded" / "gina_tamper" / "ps1_parameters" / "parameters.ipynb"
+    graded = {_meta(c)["grade_id"]: c for c in nbformat.read(path, as_version=4).cells if _meta(c).get("grade_id")}
+    assert graded["test_linear_params"].source == source["test_linear_params"].source  # hidden tests included
+    assert graded["test_linear_params"].metadata.nbgrader["points"] == 2
+    assert source["test_top3"].source in graded["test_top3"].source  # re-added (behind a comment) and run
+    assert [o.ename for o in graded["test_linear_params"].outputs if o.output_type == "error"] == ["AssertionError"]
+
+
+@class_test
+def test_feedback_for_every_graded_notebook(graded_class):
+    feedback = graded_class.course / "feedback"
+    for student, scores in EXPECTED.items():
+        for assignment, (name, total) in ASSIGNMENTS.items():
+            html = (feedback / student / assignment / f"{name}.html").read_text()
+            first = re.search(r"Score: ([\d.]+) / ([\d.]+)", html).groups()  # the notebook total comes first
+            assert tuple(map(float, first)) == (scores[assignment], total), (student, assignment)
+    for student, (status, _) in BROKEN.items():
+        exists = (feedback / student / "ps1_parameters" / "parameters.html").exists()
+        assert exists == (status != "invalid-notebook"), student
