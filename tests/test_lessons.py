@@ -1,0 +1,153 @@
+"""The lessons: stored clean, follow the house rules, and run top to bottom headless in fast mode.
+
+The slow tests execute every ``lessons/*.ipynb`` with nbclient (kernel ``python3``,
+working directory ``lessons/``, ``FTLAB_FAST=1``) and check that no cell fails
+and that the worked numbers the notebooks compute are the course's numbers.
+Each notebook also asserts its own numbers in visible ``assert`` cells; the
+printed text checked here guards against those cells being edited away.
+"""
+
+import ast
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS_DIR = ROOT / "lessons"
+LESSONS = sorted(LESSONS_DIR.glob("*.ipynb"))
+EXPECTED_LESSONS = [
+    "01_what_pretrained_layers_learn.ipynb",
+    "02_feature_extraction_vs_fine_tuning.ipynb",
+    "03_learning_rate.ipynb",
+    "04_choosing_a_strategy.ipynb",
+    "05_bert.ipynb",
+    "06_best_practices.ipynb",
+]
+CELL_TIMEOUT_S = 300
+
+# Text each executed lesson must print -- numbers its own code computed (a str, or a pattern).
+MUST_PRINT = {
+    "02_feature_extraction_vs_fine_tuning.ipynb": [
+        "one layer 262,656   backbone 1,050,624   head 65,922   all 1,116,546",
+        "65,922 trainable = 6.3% of the backbone, 5.9% of all 1,116,546",
+        "591,234 trainable = 56.3% of the backbone, 53.0% of all 1,116,546",
+        "k=3:   591,234 trainable (53.0% of all)",
+        "ftlab unfreeze_top  BatchNorm running means moved by up to 0.000",
+    ],
+    "03_learning_rate.ipynb": [
+        "layer 4: 1e-3 x 0.1^0 = 1e-03\nlayer 3: 1e-3 x 0.1^1 = 1e-04\nlayer 2: 1e-3 x 0.1^2 = 1e-05\nlayer 1: 1e-3 x 0.1^3 = 1e-06",
+        "layer1  lr=1e-06  params=262,656",
+        "head    lr=1e-03  params=65,922",
+        "γ = 0.1: top 1e-03 ... stem 1.0e-11",
+        "γ = 0.7: top 1e-03 ... stem 5.8e-05",
+    ],
+    "05_bert.ipynb": [
+        "z = [0.1000, 0.0400]   p = [0.5150, 0.4850]   loss = 0.6636",
+        re.compile(r"picked 1[45]\.\d%; of those \[MASK\] (79|80)\.\d%, random (9|10)\.\d%, unchanged (9|10)\.\d%"),
+        "[CLS] the film opens slowly . [SEP] but the second half is gripping . [SEP]",
+    ],
+    "04_choosing_a_strategy.ipynb": ["small data   feature_extraction            layerwise"],
+    "01_what_pretrained_layers_learn.ipynb": ["Egyptian cat", "conv_head  (1280, 7, 7)"],
+    "06_best_practices.ipynb": ["reloaded: identical test predictions"],
+}
+
+_EXECUTED: dict[str, float] = {}  # lesson -> seconds, filled by test_lesson_runs
+
+
+def _code(nb) -> list[str]:
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def _text_outputs(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("execute_result", "display_data"):
+                parts.append(out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- static (fast)
+
+
+def test_the_six_lessons_are_there():
+    assert [p.name for p in LESSONS] == EXPECTED_LESSONS
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_is_stored_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: clear outputs before committing"
+    assert "widgets" not in nb.metadata  # no stored widget state either
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_follows_the_house_rules(path):
+    nb = nbformat.read(path, as_version=4)
+    code = _code(nb)
+    source = "\n".join(code)
+    assert 10 <= len(nb.cells) <= 20, f"{path.name} has {len(nb.cells)} cells"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert len(re.findall(r"\bseed_everything\(", source)) == 1 and "ftlab.seed_everything(0)" in code[0]
+    assert "FAST = ftlab.fast_mode()" in code[0]
+    for cell in code:
+        tree = ast.parse(cell)  # every cell is plain Python: no magics or shell escapes
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert all(alias.name != "*" for alias in node.names), f"{path.name}: star import"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("interact", "interact_manual", "input"), f"{path.name}: blocking call"
+    assert "download=True" not in source  # offline: data and weights come from installed packages
+
+
+# --------------------------------------------------------------------------- execution (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_runs(path, monkeypatch):
+    monkeypatch.setenv("FTLAB_FAST", "1")
+    monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(LESSONS_DIR)}}
+    )
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first failing cell
+    seconds = time.perf_counter() - start
+
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+    stderr = "".join(
+        o.text for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream" and o.name == "stderr"
+    )
+    assert "Traceback" not in stderr, stderr
+    assert all(c.execution_count is not None for c in nb.cells if c.cell_type == "code")
+    text = _text_outputs(nb)
+    for expected in MUST_PRINT.get(path.name, []):
+        found = expected.search(text) if isinstance(expected, re.Pattern) else expected in text
+        assert found, f"{path.name} did not print {expected!r}"
+    assert not any(LESSONS_DIR.glob("*.pt")), "a lesson left a model file in lessons/"
+    _EXECUTED[path.name] = seconds
+    print(f"{path.name}: {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_every_lesson_was_executed():
+    """No lesson silently skipped: the executed set is exactly the set of lesson files (runs after the above)."""
+    on_disk = {p.name for p in LESSONS_DIR.glob("*.ipynb")}
+    assert set(_EXECUTED) == on_disk, f"not executed: {sorted(on_disk - set(_EXECUTED))}"
+    total = sum(_EXECUTED.values())
+    print(f"all {len(_EXECUTED)} lessons in {total:.0f} s ({os.cpu_count()} CPUs)")
+    assert total < 15 * 60
