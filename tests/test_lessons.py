@@ -118,6 +118,10 @@ def test_lesson_follows_the_house_rules(path):
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs(path, monkeypatch):
     monkeypatch.setenv("FTLAB_FAST", "1")
+    # One intra-op thread in the kernel: on a 2-core machine that is also running anything else,
+    # torch's two OpenMP threads wait on each other and a forward pass got 8x slower (measured);
+    # one thread costs about 30% on an idle machine and keeps the run time predictable.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -149,5 +153,5 @@ def test_every_lesson_was_executed():
     on_disk = {p.name for p in LESSONS_DIR.glob("*.ipynb")}
     assert set(_EXECUTED) == on_disk, f"not executed: {sorted(on_disk - set(_EXECUTED))}"
     total = sum(_EXECUTED.values())
+    # Reported, not asserted: house rule, no timing asserts in tests (the run time depends on the machine's load).
     print(f"all {len(_EXECUTED)} lessons in {total:.0f} s ({os.cpu_count()} CPUs)")
-    assert total < 15 * 60
