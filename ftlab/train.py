@@ -11,9 +11,10 @@ model so far.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +198,19 @@ def _autocast(device: torch.device, amp: bool):
 # --------------------------------------------------------------------------- evaluation
 
 
+@contextlib.contextmanager
+def _inference(model: nn.Module, device: str | torch.device | None) -> Iterator[torch.device]:
+    """Model on ``device`` in eval mode for the block; its train/eval mode is restored after."""
+    device = get_device(device)
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        yield device
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -208,12 +222,8 @@ def evaluate(
     amp: bool = True,
 ) -> dict[str, float]:
     """Mean cross-entropy loss and accuracy of ``model`` on ``data``."""
-    device = get_device(device)
-    model.to(device)
-    was_training = model.training
-    model.eval()
     total_loss, correct, n = 0.0, 0, 0
-    try:
+    with _inference(model, device) as device:
         for x, y in _loader(data, batch_size, False, collate_fn, 0, 0):
             x, y = _to_device(x, device), y.to(device)
             with _autocast(device, amp):
@@ -221,8 +231,6 @@ def evaluate(
             total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             n += _batch_size_of(y)
-    finally:
-        model.train(was_training)
     if n == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     return {"loss": total_loss / n, "accuracy": correct / n}
@@ -238,17 +246,11 @@ def predict(
     collate_fn: Callable | None = None,
 ) -> torch.Tensor:
     """Class probabilities (softmax of the logits) for every item of ``data``, on CPU."""
-    device = get_device(device)
-    model.to(device)
-    was_training = model.training
-    model.eval()
-    try:
+    with _inference(model, device) as device:
         probs = [
             _logits(model, _to_device(x, device)).float().softmax(1).cpu()
             for x, _ in _loader(data, batch_size, False, collate_fn, 0, 0)
         ]
-    finally:
-        model.train(was_training)
     return torch.cat(probs)
 
 
@@ -278,20 +280,16 @@ def cached_features(
     classifier is skipped -- features are taken in eval mode.)
     """
     head = head_module(model) if head is None else head
-    device = get_device(device)
-    model.to(device)
     captured: list[torch.Tensor] = []
-    handle = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0].detach().float().cpu()))
     labels = []
-    was_training = model.training
-    model.eval()
+    handle = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0].detach().float().cpu()))
     try:
-        for x, y in _loader(data, batch_size, False, collate_fn, 0, 0):
-            _logits(model, _to_device(x, device))
-            labels.append(y.cpu())
+        with _inference(model, device) as device:
+            for x, y in _loader(data, batch_size, False, collate_fn, 0, 0):
+                _logits(model, _to_device(x, device))
+                labels.append(y.cpu())
     finally:
         handle.remove()
-        model.train(was_training)
     if not captured:
         raise ValueError("the head module was never called: is `head` part of the model's forward?")
     return TensorDataset(torch.cat(captured), torch.cat(labels))
