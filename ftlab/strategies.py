@@ -190,6 +190,9 @@ def compare(
         collate = None
     results = []
     for name in strategies:
+        # Seed before building: the new head's random init must not depend on
+        # which strategies ran before this one.
+        seed_everything(seed)
         net = load_pretrained(model, num_classes=splits.num_classes, pretrained=name != "scratch")
         results.append(
             run_strategy(name, net, splits, settings, collate_fn=collate, device=device, seed=seed, progress=progress)

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from ftlab.cli import main
-from ftlab.strategies import TEXT_SETTINGS, compare
+from ftlab.strategies import TEXT_SETTINGS, Settings, compare
 
 
 @pytest.mark.slow
@@ -33,6 +33,17 @@ def test_compare_cli_quick_on_efficientnet_digits(tmp_path, capsys):
     assert float(by["feature_extraction"]["test_accuracy"]) > float(by["scratch"]["test_accuracy"])
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert "best:" in out and "feature_extraction" in out
+
+
+@pytest.mark.slow
+def test_compare_result_does_not_depend_on_which_strategies_ran_before():
+    """A strategy's result is the same alone or after others: each new head is seeded."""
+    quick = dataclasses.replace(Settings(), epochs=1, head_epochs=3)
+    kw = dict(settings=quick, image_size=32, max_per_class=12, progress=False)
+    (alone,) = compare("efficientnet_lite0", "digits", strategies=["fine_tune_top"], **kw)
+    _, after = compare("efficientnet_lite0", "digits", strategies=["feature_extraction", "fine_tune_top"], **kw)
+    assert after.test_accuracy == alone.test_accuracy
+    assert after.history.column("train_loss") == alone.history.column("train_loss")
 
 
 def test_compare_cli_rejects_unknown_strategy(tmp_path, capsys):
