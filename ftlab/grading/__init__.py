@@ -1,0 +1,14 @@
+"""Grading that students cannot game: sandboxed kernels, checks in the grader, nothing lost.
+
+* :mod:`.executor` -- nbgrader's execute step: student cells in a sandboxed kernel,
+  test cells in the grader (:class:`SandboxedExecute`);
+* :mod:`.sandbox` -- bubblewrap namespaces and resource limits;
+* :mod:`.session`, :mod:`.kernel`, :mod:`.codec` -- the two sides of a check and the
+  safe format between them (JSON + safetensors; nothing from a student is unpickled);
+* :mod:`.guards` -- library functions an exercise switches off (:func:`forbid`);
+* :mod:`.driver` -- ``ftlab grade``: a class, N submissions at a time, one report.
+"""
+
+from .guards import Forbidden, forbid, forbid_in_notebook
+
+__all__ = ["Forbidden", "forbid", "forbid_in_notebook"]

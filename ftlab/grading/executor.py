@@ -1,0 +1,392 @@
+"""nbgrader's execute step, made safe: the student's cells run in a sandboxed kernel, the checks in the grader.
+
+``nbgrader_config.py`` puts :class:`SandboxedExecute` first in
+``Autograde.autograde_preprocessors``, so plain ``nbgrader autograde`` and
+``ftlab grade`` grade the same way:
+
+* the student's kernel runs in a :class:`~ftlab.grading.sandbox.Sandbox` (no network,
+  read-only environment, no course files, limits), started by :class:`SandboxKernelManager`;
+* setup cells (locked, from the instructor) run in the kernel *and* in the grader;
+  answer cells and anything the student added run in the kernel only;
+* test cells -- with their hidden tests -- run only in the grader
+  (:class:`~ftlab.grading.session.GraderSession`), so nothing the student's code does
+  to its own interpreter (patched ``torch``, ``assert`` helpers, input transformers,
+  ``showtraceback``) can change a check, and the hidden tests never reach the sandbox;
+* :class:`RobustExecute` (the base) keeps one bad cell from costing the whole notebook:
+  dead or unresponsive kernels are replaced, a notebook has a time budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import math
+import os
+import shutil
+import sys
+import time
+from math import inf
+from pathlib import Path
+
+import nbformat
+import torch
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import Execute
+from traitlets import Bool, Dict, Integer, List, Unicode
+
+from . import sandbox as sb
+from .codec import DecodeError, decode
+from .kernel import MIME
+from .session import GraderSession, KernelDied, KernelTimeout
+
+__all__ = ["RobustExecute", "SandboxedExecute", "SandboxKernelManager", "KERNEL_DIED", "CELL_TIMEOUT", "NOTEBOOK_TIMEOUT"]
+
+KERNEL_DIED = "DeadKernelError"
+NOTEBOOK_TIMEOUT = "NotebookTimeoutError"
+CELL_TIMEOUT = "CellTimeoutError"
+
+
+def _error(ename: str, evalue: str) -> NotebookNode:
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+class RobustExecute(Execute):
+    """nbgrader's ``Execute`` that survives dead and unresponsive kernels and bounds a notebook's time.
+
+    * A kernel that dies (``os._exit``, segfault, out of memory) or ignores the
+      timeout interrupt is replaced by a fresh one; the cell gets an error output
+      (so a test cell scores 0) and grading goes on with the next cell.
+    * ``notebook_timeout`` caps the whole notebook: each cell gets at most what is
+      left, and cells after the budget is spent are not run but get an error output
+      -- an unrun test cell would otherwise score full marks.
+    * ``overrides`` sets ``timeout`` (per cell) and ``notebook_timeout`` per notebook
+      name, e.g. ``{"finetune": {"timeout": 600, "notebook_timeout": 900}}``.
+    """
+
+    notebook_timeout = Integer(
+        600, help="Seconds the whole notebook may run; later cells are not run and score 0."
+    ).tag(config=True)
+    overrides = Dict({}, help="Per-notebook settings: {notebook name: {'timeout': s, 'notebook_timeout': s}}.").tag(
+        config=True
+    )
+
+    _deadline = inf
+
+    def preprocess(self, nb, resources=None, km=None):
+        name = ((resources or {}).get("nbgrader") or {}).get("notebook", "")
+        settings = self.overrides.get(name, {})
+        unknown = set(settings) - {"timeout", "notebook_timeout"}
+        if unknown:
+            raise ValueError(f"RobustExecute.overrides[{name!r}] has unknown keys {sorted(unknown)}")
+        if "timeout" in settings:
+            self.timeout = int(settings["timeout"])
+        budget = settings.get("notebook_timeout", self.notebook_timeout)
+        self._deadline = time.monotonic() + budget if budget and budget > 0 else inf
+        return super().preprocess(nb, resources, km)
+
+    def _get_timeout(self, cell):
+        timeout = super()._get_timeout(cell)
+        left = self._deadline - time.monotonic()
+        if left == inf:
+            return timeout
+        return max(1, math.ceil(min(timeout or inf, left)))
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return cell, resources
+        if time.monotonic() >= self._deadline:
+            cell.outputs = [_error(NOTEBOOK_TIMEOUT, "not run: the notebook used up its grading time")]
+            return cell, resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            message = "the kernel died in this cell; later cells ran in a fresh kernel without this notebook's state"
+            cell.outputs.append(_error(KERNEL_DIED, message))
+        except CellTimeoutError:
+            message = "the cell did not stop when interrupted; later cells ran in a fresh kernel"
+            cell.outputs.append(_error(CELL_TIMEOUT, message))
+        self.log.warning("Cell %d: %s; starting a fresh kernel", index, message)
+        self.fresh_kernel()
+        return cell, resources
+
+    async def _async_fresh_kernel(self) -> None:
+        await self._async_cleanup_kernel()  # also drops self.km and self.kc
+        self.km = self.create_kernel_manager()
+        await self.async_start_new_kernel()
+        await self.async_start_new_kernel_client()
+
+    def fresh_kernel(self) -> None:
+        run_sync(self._async_fresh_kernel)()
+
+
+# --------------------------------------------------------------------------- the sandboxed kernel
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """Starts ``ftlab.grading.kernel`` over the ``ipc`` transport, inside a sandbox when one is given."""
+
+    sandbox: sb.Sandbox | None = None
+    guards: list[str] = []
+    submission_dir: str | None = None
+    channel_dir: str | None = None
+    request_dir: str | None = None
+
+    async def _async_pre_start_kernel(self, **kw):
+        self.channel_dir = sb.make_channel_dir()
+        self.request_dir = sb.make_channel_dir()
+        self.transport = "ipc"
+        self.connection_file = os.path.join(self.channel_dir, "kernel.json")
+        self.ip = os.path.join(self.channel_dir, "k")
+        self.kernel_spec.interrupt_mode = "message"  # a signal would not cross the sandbox's session
+        self.cache_ports = False
+        return await super()._async_pre_start_kernel(**kw)
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        argv = [sys.executable, "-m", "ftlab.grading.kernel", "-f", self.connection_file]
+        for name in self.guards:
+            argv += ["--guard", name]
+        if self.sandbox is None:
+            return argv + ["--", *(extra_arguments or [])]
+        argv += ["--submission", sb.SUBMISSION] if self.submission_dir else []
+        argv += ["--", *(extra_arguments or [])]
+        binds = [self.request_dir]
+        return self.sandbox.command(argv, self.channel_dir, self.submission_dir, ro_binds=binds)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        try:
+            await super()._async_cleanup_resources(restart=restart)
+        finally:
+            if self.sandbox is not None:
+                self.sandbox.stop()
+            for d in (self.channel_dir, self.request_dir):
+                if d and os.path.isdir(d):
+                    os.chmod(d, 0o700)
+                    shutil.rmtree(d, ignore_errors=True)
+            self.channel_dir = self.request_dir = None
+
+    cleanup_resources = run_sync(_async_cleanup_resources)
+
+
+def _is_test(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _is_setup(cell) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("locked")) and not meta.get("grade") and not meta.get("solution")
+
+
+def _guard_names(sources: list[str]) -> list[str]:
+    """Dotted torch/ftlab names in the instructor's cells: functions that a check may forbid."""
+    import ast
+
+    found = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+                if text.startswith(("torch.", "ftlab.")) and all(p.isidentifier() for p in text.split(".")):
+                    found.add(text)
+    return sorted(found)
+
+
+class SandboxedExecute(RobustExecute):
+    """Student cells in a sandboxed kernel, test cells (hidden tests included) in the grader."""
+
+    sandbox = Bool(True, help="Run the student's kernel in a bubblewrap sandbox (False: no isolation).").tag(config=True)
+    memory_mb = Integer(sb.Limits.memory_mb, help="Sandbox memory limit (MiB).").tag(config=True)
+    processes = Integer(sb.Limits.processes, help="Sandbox process/thread limit.").tag(config=True)
+    file_size_mb = Integer(sb.Limits.file_size_mb, help="Largest file the sandbox may write (MiB).").tag(config=True)
+    disk_mb = Integer(sb.Limits.disk_mb, help="Size of the sandbox's home and /tmp (MiB each).").tag(config=True)
+    extra_ro_binds = List(Unicode(), help="More host folders the kernel may read (read-only).").tag(config=True)
+    max_output_kb = Integer(1024, help="Output kept per cell (KiB); the rest is dropped.").tag(config=True)
+    max_reply_mb = Integer(1024, help="Largest value the grader accepts from the student's kernel (MiB).").tag(
+        config=True
+    )
+    source_notebook = Unicode("", help="The instructor's source notebook (default: from the course directory).").tag(
+        config=True
+    )
+
+    _session: GraderSession | None = None
+    _requests = itertools.count()
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _source(self, resources: dict) -> nbformat.NotebookNode:
+        if self.source_notebook:
+            return nbformat.read(self.source_notebook, as_version=4)
+        from nbgrader.coursedir import CourseDirectory
+
+        info = resources["nbgrader"]
+        coursedir = CourseDirectory(config=self.config)
+        path = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"]))
+        return nbformat.read(path / f"{info['notebook']}.ipynb", as_version=4)
+
+    def preprocess(self, nb, resources=None, km=None):
+        resources = resources or {}
+        source = self._source(resources)
+        self._by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in source.cells}
+        solutions = [c.source for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        setups = [c.source for c in source.cells if _is_setup(c)]
+        tests = [c.source for c in source.cells if _is_test(c)]
+        self._guards = _guard_names(setups + tests)
+        self._sandbox = None
+        if self.sandbox:
+            problem = sb.check_available()
+            if problem:
+                raise sb.SandboxUnavailable(problem)
+            limits = sb.Limits(self.memory_mb, self.processes, self.file_size_mb, disk_mb=self.disk_mb)
+            self._sandbox = sb.Sandbox(limits, extra_ro_binds=tuple(self.extra_ro_binds))
+        self._submission = (resources.get("metadata") or {}).get("path")
+        self._session = GraderSession(solutions, setups, self._transport)
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            self._session.close()
+            self._session = None
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        km.sandbox, km.guards, km.submission_dir = self._sandbox, self._guards, self._submission
+        return km
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        sb.seal(self.km.channel_dir)  # the sockets exist: the sandbox may not add files any more
+        return kc
+
+    # ------------------------------------------------------------------ cells
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and cell.source.strip() and time.monotonic() < self._deadline:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            own = self._by_id.get(grade_id)
+            if _is_test(cell):
+                return self._run_test(cell, own.source if own is not None else cell.source, grade_id or f"cell {index}")
+            if _is_setup(cell) and own is not None and _is_setup(own):
+                try:
+                    self._session.run_setup(own.source)
+                except Exception as exc:  # the instructor's setup must run in the grader; say so loudly
+                    self.log.error("Setup cell %s failed in the grader: %r", grade_id, exc)
+                    raise
+        return super().preprocess_cell(cell, resources, index)
+
+    def _run_test(self, cell, source: str, label: str):
+        timeout = self._get_timeout(cell) or 600
+        start = time.monotonic()
+        self._student_output: list[dict] = []
+        self._session.deadline_left = lambda: max(1.0, timeout - (time.monotonic() - start))
+        outputs = self._session.run_test(source, label, self._student_output)
+        cell.outputs = [nbformat.from_dict(o) for o in outputs]
+        cell.execution_count = None
+        return cell, {}
+
+    # ------------------------------------------------------------------ the link to the kernel
+
+    def _transport(self, request: dict, modules: list) -> dict:
+        timeout = self._session.deadline_left()
+        path = os.path.join(self.km.request_dir, f"request-{next(self._requests)}.pt")
+        torch.save(request, path)
+        os.chmod(path, 0o444)
+        try:
+            payload = run_sync(self._async_request)(path, timeout)
+        finally:
+            os.unlink(path)
+        try:
+            return decode(payload, modules, max_bytes=self.max_reply_mb << 20)
+        except DecodeError as exc:
+            return {"error": ("GradingError", f"the reply from the notebook could not be read: {exc}", [])}
+
+    async def _async_request(self, path: str, timeout: float) -> bytes:
+        code = f"__import__('ftlab.grading.kernel', fromlist=['serve']).serve({path!r})"
+        msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False)
+        deadline = time.monotonic() + timeout
+        payload, size = None, 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                await self._async_give_up(f"no answer within {timeout:.0f} s")
+                raise KernelTimeout(f"the notebook's code did not return within {timeout:.0f} s")
+            try:
+                msg = await self.kc.get_iopub_msg(timeout=min(1.0, left))
+            except asyncio.TimeoutError:
+                if not await self.km.is_alive():
+                    await self._async_give_up("the kernel died")
+                    raise KernelDied("the kernel died while a check called into it") from None
+                continue
+            except Exception:  # queue.Empty from the sync client
+                if not await self.km.is_alive():
+                    await self._async_give_up("the kernel died")
+                    raise KernelDied("the kernel died while a check called into it") from None
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "display_data" and MIME in content.get("data", {}):
+                data = content["data"][MIME]
+                size += len(data)
+                if payload is None and isinstance(data, str) and size <= (self.max_reply_mb << 20) * 4 // 3 + 4:
+                    payload = base64.b64decode(data)
+            elif kind == "stream":
+                self._keep_student_output(content.get("name", "stdout"), str(content.get("text", "")))
+            elif kind == "error":
+                self._keep_student_output("stderr", f"{content.get('ename')}: {content.get('evalue')}\n")
+            elif kind == "status" and content.get("execution_state") == "idle":
+                break
+        if payload is None:
+            raise KernelDied("the notebook's kernel sent no answer (was the grading helper removed?)")
+        return payload
+
+    def _keep_student_output(self, name: str, text: str) -> None:
+        kept = sum(len(o["text"]) for o in self._student_output)
+        room = self.max_output_kb * 1024 - kept
+        if room > 0:
+            self._student_output.append({"output_type": "stream", "name": name, "text": text[:room]})
+
+    async def _async_give_up(self, why: str) -> None:
+        """Interrupt the call; a kernel that does not come back is replaced (its state is lost)."""
+        self.log.warning("A check's call into the notebook failed (%s)", why)
+        try:
+            if await self.km.is_alive():
+                await self.km.interrupt_kernel()
+                end = time.monotonic() + 5
+                while time.monotonic() < end:
+                    try:
+                        msg = await self.kc.get_iopub_msg(timeout=0.5)
+                    except Exception:
+                        continue
+                    if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                        return
+        except Exception:
+            pass
+        await self._async_fresh_kernel()
+
+    # ------------------------------------------------------------------ output of the student's own cells
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep at most ``max_output_kb`` of output per cell: a flood must not fill the grader's memory."""
+        kept = getattr(self, "_kept", None)
+        if kept is None or kept[0] != cell_index or kept[1] is not outs:
+            kept = self._kept = [cell_index, outs, 0, False]
+        text = str(msg.get("content", {}).get("text", "")) + str(msg.get("content", {}).get("data", ""))
+        kept[2] += len(text)
+        if kept[2] > self.max_output_kb * 1024 and msg["msg_type"] != "error":
+            if not kept[3]:
+                kept[3] = True
+                note = f"\n[output past {self.max_output_kb} KiB dropped by the grader]\n"
+                outs.append(nbformat.v4.new_output("stream", name="stdout", text=note))
+            return None
+        return super().output(outs, msg, display_id, cell_index)
