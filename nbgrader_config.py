@@ -7,9 +7,6 @@ writes the student versions to ``exercises/<assignment>/``. ``submitted/``,
 them while grading and are not committed.
 """
 
-import sys
-from pathlib import Path
-
 c = get_config()  # noqa: F821 -- injected by nbgrader's config loader
 
 c.CourseDirectory.course_id = "ftlab"
@@ -17,12 +14,13 @@ c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "exercises"
 
 # --- Autograding -------------------------------------------------------------
-# RobustExecute (scripts/autograde_class.py) is nbgrader's Execute plus: a kernel
-# that dies or ignores the timeout interrupt is replaced and grading goes on; a
-# whole notebook has a time budget; timeouts can be set per notebook.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "scripts"))
+# SandboxedExecute (ftlab.grading.executor) is nbgrader's Execute made safe: the
+# student's cells run in a bubblewrap sandbox, test cells (hidden tests included)
+# run in the grader's own process; a kernel that dies or ignores the timeout
+# interrupt is replaced; a whole notebook has a time budget (RobustExecute).
+# `ftlab grade` and plain `nbgrader autograde` both use it.
 c.Autograde.autograde_preprocessors = [
-    "autograde_class.RobustExecute",
+    "ftlab.grading.executor.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -38,3 +36,10 @@ c.RobustExecute.overrides = {"finetune": {"timeout": 900, "notebook_timeout": 12
 
 # A deleted test cell is put back (from the gradebook) and graded, not skipped.
 c.OverwriteCells.add_missing_cells = True
+
+# Feedback goes back to students: it must not show the hidden tests.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

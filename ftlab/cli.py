@@ -1,4 +1,4 @@
-"""Command line: ``ftlab compare`` -- the strategy comparison, the course's main job."""
+"""Command line: ``ftlab compare`` (the strategy comparison) and ``ftlab grade`` (autograde a class)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default="runs/compare", help="folder for results.csv and results.png")
     c.add_argument("--quick", action="store_true", help="tiny smoke run: 1 epoch, 20 images per class")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = sub.add_parser("grade", help="autograde a class: sandboxed, N submissions at a time (ftlab.grading.driver)")
+    from .grading.driver import build_parser as grade_parser
+
+    grade_parser(g)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if args.command == "grade":
+        from .grading.driver import run_cli
+
+        return run_cli(args, extra)
+    if extra:
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     text = args.model == "minilm" or args.dataset == "vader_words"
     settings = TEXT_SETTINGS if text else Settings()
     overrides = dict(QUICK) if args.quick else {}

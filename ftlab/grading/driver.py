@@ -1,37 +1,37 @@
-"""Autograde a whole class with nbgrader, one student at a time, and report on each.
+"""``ftlab grade``: autograde a whole class, N submissions at a time, and report on each.
 
-    python scripts/autograde_class.py ps1_parameters            # every submitted student
-    python scripts/autograde_class.py ps5_finetune --fast       # FTLAB_FAST=1 in the kernels
-    python scripts/autograde_class.py ps1_parameters --student alice --student bob
+    ftlab grade ps1_parameters                     # every submitted student, sandboxed
+    ftlab grade ps5_finetune --fast --jobs 2       # FTLAB_FAST=1 in the kernels, two at a time
+    ftlab grade ps1_parameters --student alice --student 'b*'
+    ftlab grade ps1_parameters --no-sandbox        # only where bubblewrap cannot run; every row says so
 
-Run it in the course root (the repository root, or wherever ``nbgrader_config.py``,
-``solutions/``, ``submitted/`` and ``gradebook.db`` live) with the venv's ``bin``
-first on ``PATH``. It writes ``reports/<assignment>.csv`` -- one row per student
-and notebook: ``status``, ``score``, ``max_score`` and ``detail`` -- and prints the
-same table. Exit status 0 means every student was processed, whatever their
-notebooks did; 2 means the driver itself could not run (no such assignment).
+Run it in the course root (where ``nbgrader_config.py``, ``solutions/``, ``submitted/``
+and ``gradebook.db`` live). It writes ``reports/<assignment>.csv`` -- one row per
+student and notebook: ``status``, ``score``, ``max_score``, ``sandbox`` and ``detail``
+-- and prints the same table. Exit status 0 means every student was processed,
+whatever their notebooks did; 2 means the driver itself could not run.
 
-Why not plain ``nbgrader autograde``? It grades everyone too, but a notebook it
-cannot grade (not valid JSON; a kernel that never answers) only shows up as a
-traceback in a long log, the student's gradebook entries stay empty, and nothing
-bounds the total time. Here each student runs in its own ``nbgrader`` process
-under a wall-clock guard; a notebook nbgrader could not grade gets 0 on every
-graded cell in the gradebook (what nbgrader itself does for a missing notebook)
-and a status saying why. Inside nbgrader, :class:`RobustExecute` (enabled in
-``nbgrader_config.py``) keeps one bad cell from costing the whole notebook:
+Each submission is graded by its own ``nbgrader autograde`` process in a private
+copy of the course (the gradebook snapshot, the instructor's sources for that
+assignment and that one submission), under a wall-clock guard. Only this process
+writes the real gradebook, after a run has succeeded: a run that fails, is killed or
+runs out of time leaves the student's previous autograded notebook and grades --
+hand grades included -- exactly as they were, and the row says so. Inside nbgrader,
+:class:`~ftlab.grading.executor.SandboxedExecute` runs the student's cells in a
+sandboxed kernel and the test cells in the grader.
 
 ========================  ==========================================================
 submission                outcome
 ========================  ==========================================================
 infinite loop             cell interrupted after ``Execute.timeout`` s; status ``timeout``
-loop ignoring Ctrl-C      kernel restarted after the timeout; status ``timeout``
-kernel crash (os._exit)   kernel restarted, later cells run fresh; status ``kernel-died``
+loop ignoring Ctrl-C      kernel replaced after the timeout; status ``timeout``
+kernel crash (os._exit)   kernel replaced, later cells run fresh; status ``kernel-died``
 slow notebook overall     cells past the per-notebook budget not run (0); ``timeout``
 raises on import / error  that cell's error is kept, dependent tests 0; ``errors``
 edited test cell          nbgrader restores the instructor's test (checksums); noted
 deleted test cell         re-added from the gradebook and graded; noted
 not valid JSON            not run, every graded cell 0; status ``invalid-notebook``
-nbgrader failed / killed  every graded cell 0; ``autograde-failed`` / ``wall-clock``
+nbgrader failed / killed  previous grades kept (else 0); ``autograde-failed`` / ``wall-clock``
 ========================  ==========================================================
 """
 
@@ -40,101 +40,26 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
-import math
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from math import inf
 from pathlib import Path
 
 import nbformat
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
-from nbgrader.preprocessors import Execute
 from nbgrader.utils import compute_checksum
-from traitlets import Dict, Integer
 
-__all__ = ["RobustExecute", "NotebookResult", "autograde_class", "default_wall_clock", "main"]
+from .executor import CELL_TIMEOUT, KERNEL_DIED, NOTEBOOK_TIMEOUT, RobustExecute
+from .sandbox import check_available
 
-KERNEL_DIED = "DeadKernelError"
-NOTEBOOK_TIMEOUT = "NotebookTimeoutError"
-CELL_TIMEOUT = "CellTimeoutError"
-
-
-def _error(ename: str, evalue: str) -> NotebookNode:
-    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
-
-
-class RobustExecute(Execute):
-    """nbgrader's ``Execute`` that survives dead and unresponsive kernels and bounds a notebook's time.
-
-    * A kernel that dies (``os._exit``, segfault, out of memory) or ignores the
-      timeout interrupt is replaced by a fresh one; the cell gets an error output
-      (so a test cell scores 0) and grading goes on with the next cell.
-    * ``notebook_timeout`` caps the whole notebook: each cell gets at most what is
-      left, and cells after the budget is spent are not run but get an error output
-      -- an unrun test cell would otherwise score full marks.
-    * ``overrides`` sets ``timeout`` (per cell) and ``notebook_timeout`` per notebook
-      name, e.g. ``{"finetune": {"timeout": 600, "notebook_timeout": 900}}``.
-    """
-
-    notebook_timeout = Integer(
-        600, help="Seconds the whole notebook may run; later cells are not run and score 0."
-    ).tag(config=True)
-    overrides = Dict({}, help="Per-notebook settings: {notebook name: {'timeout': s, 'notebook_timeout': s}}.").tag(
-        config=True
-    )
-
-    _deadline = inf
-
-    def preprocess(self, nb, resources=None, km=None):
-        name = ((resources or {}).get("nbgrader") or {}).get("notebook", "")
-        settings = self.overrides.get(name, {})
-        unknown = set(settings) - {"timeout", "notebook_timeout"}
-        if unknown:
-            raise ValueError(f"RobustExecute.overrides[{name!r}] has unknown keys {sorted(unknown)}")
-        if "timeout" in settings:
-            self.timeout = int(settings["timeout"])
-        budget = settings.get("notebook_timeout", self.notebook_timeout)
-        self._deadline = time.monotonic() + budget if budget and budget > 0 else inf
-        return super().preprocess(nb, resources, km)
-
-    def _get_timeout(self, cell):
-        timeout = super()._get_timeout(cell)
-        left = self._deadline - time.monotonic()
-        if left == inf:
-            return timeout
-        return max(1, math.ceil(min(timeout or inf, left)))
-
-    def preprocess_cell(self, cell, resources, index):
-        if cell.cell_type != "code" or not cell.source.strip():
-            return cell, resources
-        if time.monotonic() >= self._deadline:
-            cell.outputs = [_error(NOTEBOOK_TIMEOUT, "not run: the notebook used up its grading time")]
-            return cell, resources
-        try:
-            return super().preprocess_cell(cell, resources, index)
-        except DeadKernelError:
-            message = "the kernel died in this cell; later cells ran in a fresh kernel without this notebook's state"
-            cell.outputs.append(_error(KERNEL_DIED, message))
-        except CellTimeoutError:
-            message = "the cell did not stop when interrupted; later cells ran in a fresh kernel"
-            cell.outputs.append(_error(CELL_TIMEOUT, message))
-        self.log.warning("Cell %d: %s; starting a fresh kernel", index, message)
-        run_sync(self._async_fresh_kernel)()
-        return cell, resources
-
-    async def _async_fresh_kernel(self) -> None:
-        await self._async_cleanup_kernel()  # also drops self.km and self.kc
-        self.km = self.create_kernel_manager()
-        await self.async_start_new_kernel()
-        await self.async_start_new_kernel_client()
-
+__all__ = ["NotebookResult", "grade_class", "default_wall_clock", "main"]
 
 # --------------------------------------------------------------------------- driver
 
@@ -146,6 +71,7 @@ class NotebookResult:
     status: str = "graded"
     score: float = 0.0
     max_score: float = 0.0
+    sandbox: str = ""
     details: list[str] = field(default_factory=list)
 
     @property
@@ -231,7 +157,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: float, log) -> tuple[int | None, str]:
+def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
     """Run nbgrader; (returncode, output), returncode None when the wall clock ran out."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "nbgrader", *args],
@@ -253,7 +179,6 @@ def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: f
         rc = None
     else:
         rc = proc.returncode
-    log.write(out)
     return rc, out
 
 
@@ -263,7 +188,7 @@ def _zero_notebook(gb, assignment: str, student: str, notebook: str) -> None:
 
     try:
         submission = gb.find_submission_notebook(notebook, assignment, student)
-    except MissingEntry:  # nbgrader stopped before registering the submission
+    except MissingEntry:  # never graded before
         gb.update_or_create_student(student)
         gb.update_or_create_submission(assignment, student)
         submission = gb.find_submission_notebook(notebook, assignment, student)
@@ -274,39 +199,128 @@ def _zero_notebook(gb, assignment: str, student: str, notebook: str) -> None:
     gb.db.commit()
 
 
-def default_wall_clock(root: Path, notebooks: list[str]) -> float:
-    """Seconds per student: each notebook's RobustExecute budget from the course config, plus 120 s."""
-    from traitlets.config.loader import PyFileConfigLoader
+def _has_grades(gb, assignment: str, student: str, notebook: str) -> bool:
+    from nbgrader.api import MissingEntry
 
     try:
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    except Exception:
-        return 1800.0
+        gb.find_submission_notebook(notebook, assignment, student)
+    except MissingEntry:
+        return False
+    return True
+
+
+def _merge(gb, job_db: str, assignment: str, student: str, notebooks: list[str]) -> None:
+    """Copy one student's freshly autograded submission from a job's gradebook into the real one."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(job_db) as jb:
+        jsub = jb.find_submission(assignment, student)
+        jstudent = jb.find_student(student)
+        gb.update_or_create_student(
+            student, first_name=jstudent.first_name, last_name=jstudent.last_name, email=jstudent.email
+        )
+        gb.update_or_create_submission(assignment, student, timestamp=jsub.timestamp)
+        sub = gb.find_submission(assignment, student)
+        sub.extension = jsub.extension
+        for name in notebooks:
+            jnb = jb.find_submission_notebook(name, assignment, student)
+            nb = gb.find_submission_notebook(name, assignment, student)
+            nb.flagged, nb.late_submission_penalty = jnb.flagged, jnb.late_submission_penalty
+            for jgrade in jnb.grades:
+                grade = gb.find_grade(jgrade.name, name, assignment, student)
+                grade.auto_score, grade.manual_score = jgrade.auto_score, jgrade.manual_score
+                grade.extra_credit, grade.needs_manual_grade = jgrade.extra_credit, jgrade.needs_manual_grade
+            for jcomment in jnb.comments:
+                comment = gb.find_comment(jcomment.name, name, assignment, student)
+                comment.auto_comment, comment.manual_comment = jcomment.auto_comment, jcomment.manual_comment
+        gb.db.commit()
+
+
+def default_wall_clock(root: Path, notebooks: list[str]) -> float:
+    """Seconds per student: each notebook's RobustExecute budget from the course config, plus 120 s."""
+    config = _config(root)
     robust = config.get("RobustExecute", {})
     default = robust.get("notebook_timeout", RobustExecute.notebook_timeout.default_value)
     overrides = robust.get("overrides", {})
     return float(sum(overrides.get(nb, {}).get("notebook_timeout", default) + 120 for nb in notebooks))
 
 
-def autograde_class(
+def _config(root: Path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+
+
+# The classes whose settings `ftlab grade` passes on to nbgrader (--Class.trait=value).
+_PASSABLE = {
+    "Execute",
+    "RobustExecute",
+    "SandboxedExecute",
+    "Autograde",
+    "LimitOutput",
+    "OverwriteCells",
+    "ClearOutput",
+    "ExecutePreprocessor",
+}
+
+
+def check_nbgrader_args(args: list[str]) -> None:
+    """Raise ValueError for anything that is not a known ``--Class.trait=value`` setting."""
+    from . import executor
+
+    classes = {"SandboxedExecute": executor.SandboxedExecute, "RobustExecute": executor.RobustExecute}
+    for arg in args:
+        m = re.fullmatch(r"--([A-Za-z_]\w*)\.([A-Za-z_]\w*)=(.*)", arg)
+        if not m or m.group(1) not in _PASSABLE:
+            raise ValueError(
+                f"unknown option {arg!r}: ftlab grade takes its own options (see --help) and nbgrader settings "
+                f"of the form --Class.trait=value for {', '.join(sorted(_PASSABLE))}"
+            )
+        cls = classes.get(m.group(1))
+        if cls is not None and not cls.class_traits(config=True).get(m.group(2)):
+            raise ValueError(f"unknown option {arg!r}: {m.group(1)} has no setting {m.group(2)!r}")
+
+
+def _job_course(root: Path, job: Path, assignment: str, student: str, source_dir: str) -> None:
+    """A private course for one submission: config, gradebook snapshot, the assignment's sources, the submission."""
+    job.mkdir(parents=True)
+    shutil.copy(root / "nbgrader_config.py", job)
+    shutil.copy(root / "gradebook.db", job / "gradebook.db")
+    shutil.copytree(root / source_dir / assignment, job / source_dir / assignment)
+    shutil.copytree(root / "submitted" / student / assignment, job / "submitted" / student / assignment)
+
+
+def grade_class(
     assignment: str,
     root: str | Path = ".",
     students: list[str] | None = None,
+    jobs: int = 1,
     wall_clock: float | None = None,
     fast: bool | None = None,
+    sandbox: bool = True,
     nbgrader_args: list[str] | None = None,
     report: str | Path | None = None,
+    log=print,
 ) -> list[NotebookResult]:
-    """Autograde ``assignment`` for each student in ``submitted/``, one nbgrader run each.
+    """Autograde ``assignment`` for each student in ``submitted/``, ``jobs`` submissions at a time.
 
-    ``wall_clock`` bounds each student's nbgrader run (seconds; default: the
+    ``wall_clock`` bounds each submission's nbgrader run (seconds; default: the
     notebooks' time budgets from ``nbgrader_config.py`` plus 120 s each); ``fast`` sets
-    ``FTLAB_FAST`` for the kernels (None: inherit); ``nbgrader_args`` go to every
-    ``nbgrader autograde`` call (e.g. ``["--Execute.timeout=30"]``). Writes
+    ``FTLAB_FAST`` for the kernels (None: inherit); ``sandbox=False`` grades without
+    isolation (refused unless asked for; every row says so); ``nbgrader_args`` go to
+    every ``nbgrader autograde`` call (e.g. ``["--Execute.timeout=30"]``). Writes
     ``report`` (default ``reports/<assignment>.csv``) and returns the rows.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    nbgrader_args = list(nbgrader_args or [])
+    check_nbgrader_args(nbgrader_args)
+    if sandbox:
+        problem = check_available()
+        if problem:
+            raise SystemExit(f"cannot sandbox the submissions: {problem}")
     root = Path(root).resolve()
     db_url = f"sqlite:///{root / 'gradebook.db'}"
     with Gradebook(db_url) as gb:
@@ -324,6 +338,7 @@ def autograde_class(
     notebooks = sorted(test_cells)
     if wall_clock is None:
         wall_clock = default_wall_clock(root, notebooks)
+    source_dir = _config(root).get("CourseDirectory", {}).get("source_directory", "source")
 
     submitted = root / "submitted"
     found = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}"))
@@ -333,102 +348,159 @@ def autograde_class(
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if fast is not None:
         env["FTLAB_FAST"] = "1" if fast else "0"
+    if not sandbox:
+        nbgrader_args.append("--SandboxedExecute.sandbox=False")
     reports = root / "reports"
     reports.mkdir(exist_ok=True)
     log_path = reports / f"{assignment}.log"
+    isolation = "bubblewrap" if sandbox else "NONE (--no-sandbox)"
+    results: dict[str, dict[str, NotebookResult]] = {}
+    work = Path(tempfile.mkdtemp(prefix=f"ftlab-grade-{assignment}-"))
+    lock = threading.Lock()
 
-    results: list[NotebookResult] = []
-    with open(log_path, "w") as log:
-        for student in wanted:
-            sub_dir = submitted / student / assignment
-            rows = {name: NotebookResult(student, name) for name in notebooks}
-            runnable = []
-            for name, row in rows.items():
-                path = sub_dir / f"{name}.ipynb"
-                if not path.exists():
-                    row.status, row.details = "missing", ["no such notebook submitted; nbgrader gives 0"]
-                    continue
-                problem = _check_submission(path)
-                if problem:
-                    row.status, row.details = "invalid-notebook", [f"not graded: {problem}"]
-                    continue
-                row.details = _test_cell_notes(path, test_cells[name])
-                runnable.append(name)
+    def prepare(student: str) -> list[str]:
+        sub_dir = submitted / student / assignment
+        rows = results[student] = {name: NotebookResult(student, name, sandbox=isolation) for name in notebooks}
+        runnable = []
+        for name, row in rows.items():
+            path = sub_dir / f"{name}.ipynb"
+            if not path.exists():
+                row.status, row.details = "missing", ["no such notebook submitted; nbgrader gives 0"]
+                continue
+            problem = _check_submission(path)
+            if problem:
+                row.status, row.details = "invalid-notebook", [f"not graded: {problem}"]
+                continue
+            row.details = _test_cell_notes(path, test_cells[name])
+            runnable.append(name)
+        return runnable
 
-            # One nbgrader run for the whole submission when every notebook is readable,
-            # else one per readable notebook (nbgrader would drop them all on the bad one).
-            batches = [["*"]] if len(runnable) == len(notebooks) else [[n] for n in runnable]
-            if not runnable:
-                batches = [["*"]]  # still registers the submission (and zeros missing notebooks)
-            for batch in batches:
-                args = ["autograde", assignment, f"--student={student}", f"--notebook={batch[0]}", "--force"]
-                log.write(f"\n===== {student} / {assignment} / {batch[0]} =====\n")
-                log.flush()
-                rc, _ = _run_nbgrader(args + list(nbgrader_args or []), root, env, wall_clock, log)
-                names = runnable if batch == ["*"] else batch
+    def run(student: str, runnable: list[str]) -> tuple[str, list[tuple[list[str], int | None, Path]]]:
+        """Grade one submission in its own copy of the course (a worker thread; touches no shared state)."""
+        runs = []
+        # One nbgrader run for the whole submission when every notebook is readable,
+        # else one per readable notebook (nbgrader would drop them all on the bad one).
+        batches = [["*"]] if len(runnable) == len(notebooks) else [[n] for n in runnable]
+        for i, batch in enumerate(batches):
+            job = work / f"{student}-{i}"
+            with lock:  # a consistent snapshot of the gradebook
+                _job_course(root, job, assignment, student, source_dir)
+            args = ["autograde", assignment, f"--student={student}", f"--notebook={batch[0]}", "--force"]
+            rc, out = _run_nbgrader(args + nbgrader_args, job, env, wall_clock)
+            with lock, open(log_path, "a") as log_file:
+                log_file.write(f"\n===== {student} / {assignment} / {batch[0]} =====\n{out}")
+            runs.append((runnable if batch == ["*"] else batch, rc, job))
+        return student, runs
+
+    def finish(student: str, runs: list[tuple[list[str], int | None, Path]]) -> None:
+        """Only here, in the driver's own thread, is the real gradebook written."""
+        rows = results[student]
+        with Gradebook(db_url) as gb:
+            for names, rc, job in runs:
+                ok = rc == 0 and all((job / "autograded" / student / assignment / f"{n}.ipynb").exists() for n in names)
+                if ok:
+                    _merge(gb, f"sqlite:///{job / 'gradebook.db'}", assignment, student, names)
+                    target = root / "autograded" / student / assignment
+                    for name in names:
+                        target.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(job / "autograded" / student / assignment / f"{name}.ipynb", target)
+                        _read_outcome(target / f"{name}.ipynb", rows[name])
+                    for item in (job / "autograded" / student / assignment).iterdir():
+                        if item.suffix != ".ipynb" and item.is_file():
+                            shutil.copy(item, target)
+                    continue
                 for name in names:
-                    out_nb = root / "autograded" / student / assignment / f"{name}.ipynb"
                     row = rows[name]
                     if rc is None:
                         row.status = "wall-clock"
-                        row.details.insert(0, f"nbgrader killed after {wall_clock:.0f} s; every graded cell 0")
-                    elif rc != 0 or not out_nb.exists():
-                        row.status = "autograde-failed"
-                        row.details.insert(0, f"nbgrader exited with {rc}; every graded cell 0 (see {log_path.name})")
+                        row.details.insert(0, f"nbgrader killed after {wall_clock:.0f} s")
                     else:
-                        _read_outcome(out_nb, row)
-                if rc is None:
-                    shutil.rmtree(root / "autograded" / student / assignment, ignore_errors=True)
+                        row.status = "autograde-failed"
+                        row.details.insert(0, f"nbgrader exited with {rc} (see {log_path.name})")
+                    if _has_grades(gb, assignment, student, name):
+                        row.details.insert(1, "previous grades kept")
+                    else:
+                        _zero_notebook(gb, assignment, student, name)
+                        row.details.insert(1, "every graded cell 0")
+            for name, row in rows.items():
+                if row.status in ("missing", "invalid-notebook"):
+                    _zero_notebook(gb, assignment, student, name)
+                try:
+                    nb_sub = gb.find_submission_notebook(name, assignment, student)
+                    row.score, row.max_score = nb_sub.score, nb_sub.max_score
+                except MissingEntry:
+                    row.details.append("no gradebook entry")
+        log(f"graded {student}: " + ", ".join(f"{r.notebook} {r.status} {r.score:g}/{r.max_score:g}" for r in rows.values()))
 
-            with Gradebook(db_url) as gb:
-                for name, row in rows.items():
-                    try:
-                        if row.status in ("missing", "invalid-notebook", "autograde-failed", "wall-clock"):
-                            _zero_notebook(gb, assignment, student, name)
-                        nb_sub = gb.find_submission_notebook(name, assignment, student)
-                        row.score, row.max_score = nb_sub.score, nb_sub.max_score
-                    except MissingEntry:
-                        row.details.append("no gradebook entry")
-            results.extend(rows.values())
+    log_path.write_text("")
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pending = []
+            for student in wanted:
+                runnable = prepare(student)
+                if runnable:
+                    pending.append(pool.submit(run, student, runnable))
+                else:
+                    finish(student, [])
+            for future in as_completed(pending):
+                finish(*future.result())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
+    rows = [row for student in wanted for row in results[student].values()]
     report = Path(report) if report else reports / f"{assignment}.csv"
     with open(report, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["assignment", "student", "notebook", "status", "score", "max_score", "detail"])
-        for r in results:
-            writer.writerow([assignment, r.student, r.notebook, r.status, r.score, r.max_score, r.detail])
-    return results
+        writer.writerow(["assignment", "student", "notebook", "status", "score", "max_score", "sandbox", "detail"])
+        for r in rows:
+            writer.writerow([assignment, r.student, r.notebook, r.status, r.score, r.max_score, r.sandbox, r.detail])
+    return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="ftlab grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("assignment")
     parser.add_argument("--root", default=".", help="course root (default: current directory)")
     parser.add_argument("--student", action="append", help="student id or glob; repeat for several (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once, each in its own sandbox")
     parser.add_argument(
-        "--wall-clock", type=float, help="seconds per student (default: the notebook budgets in the config + 120 s)"
+        "--wall-clock", type=float, help="seconds per submission (default: the notebook budgets in the config + 120 s)"
     )
     parser.add_argument("--fast", action="store_true", help="grade with FTLAB_FAST=1 (small data, few epochs)")
+    parser.add_argument("--no-sandbox", action="store_true", help="grade without isolation (rows say so)")
     parser.add_argument("--report", help="CSV path (default reports/<assignment>.csv)")
-    args, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def run_cli(args: argparse.Namespace, extra: list[str]) -> int:
     try:
-        results = autograde_class(
+        results = grade_class(
             args.assignment,
             root=args.root,
             students=args.student,
+            jobs=args.jobs,
             wall_clock=args.wall_clock,
             fast=True if args.fast else None,
+            sandbox=not args.no_sandbox,
             nbgrader_args=extra,
             report=args.report,
+            log=lambda line: print(line, file=sys.stderr),
         )
-    except SystemExit as exc:
-        print(exc, file=sys.stderr)
+    except (SystemExit, ValueError) as exc:
+        print(f"ftlab grade: error: {exc}", file=sys.stderr)
         return 2
     width = max([len(r.student) for r in results] + [7])
     print(f"{'student':<{width}}  {'notebook':<14} {'status':<17} {'score':>11}  detail")
     for r in results:
         print(f"{r.student:<{width}}  {r.notebook:<14} {r.status:<17} {r.score:>5g} / {r.max_score:<3g}  {r.detail}")
+    if args.no_sandbox:
+        print("WARNING: graded without a sandbox (--no-sandbox): submissions ran with your rights.", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    return run_cli(args, extra)
 
 
 if __name__ == "__main__":
