@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: demo test lab lint clean
+.PHONY: demo test lab lint clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,6 +19,12 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 	$(BIN)/python -c "import ftlab, torch, torchvision, timm, transformers, nbgrader"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
 	touch $@
+
+# The grading sandbox needs bubblewrap (Debian/Ubuntu package; root or sudo, once per machine).
+system-deps:
+	@command -v bwrap >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
+	@bwrap --version
 
 demo: $(VENV)/.installed
 	$(BIN)/ftlab compare --out runs/compare

@@ -3,20 +3,22 @@
 Fast tests read the notebooks and the config. Slow tests run real nbgrader commands
 (each starts Python kernels) offline on CPU with ``FTLAB_FAST=1``: regenerating the
 exercises, ``nbgrader validate``, :class:`RobustExecute` against crashing and
-runaway kernels, and a whole class -- three ordinary students and six broken
-submissions -- through generate, release, submit, autograde, feedback and export.
+runaway kernels, and a whole class -- three ordinary students, six broken and six
+hostile submissions -- through generate, release, submit, ``ftlab grade`` (sandboxed),
+feedback and export.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -137,7 +139,8 @@ def test_nbgrader_config():
     c = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
     assert c.CourseDirectory.source_directory == "solutions"
     assert c.CourseDirectory.release_directory == "exercises"
-    assert c.Autograde.autograde_preprocessors[0] == "autograde_class.RobustExecute"
+    assert c.Autograde.autograde_preprocessors[0] == "ftlab.grading.executor.SandboxedExecute"
+    assert "nbgrader.preprocessors.ClearHiddenTests" in c.GenerateFeedback.preprocessors
     assert c.OverwriteCells.add_missing_cells is True
     finetune = c.RobustExecute.overrides["finetune"]
     assert finetune["timeout"] > c.Execute.timeout and finetune["notebook_timeout"] > c.RobustExecute.notebook_timeout
@@ -152,7 +155,6 @@ def _make_course(parent: Path) -> Path:
     course.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
     shutil.copytree(ROOT / "solutions", course / "solutions", ignore=ignore)
-    shutil.copytree(ROOT / "scripts", course / "scripts", ignore=ignore)  # the config imports RobustExecute
     shutil.copy(ROOT / "nbgrader_config.py", course)
     return course
 
@@ -193,11 +195,9 @@ def test_validate_fails_on_exercises():
 
 @pytest.fixture(scope="module")
 def grading():
-    spec = importlib.util.spec_from_file_location("autograde_class", ROOT / "scripts" / "autograde_class.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("autograde_class", module)  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
+    from ftlab.grading import executor
+
+    return executor
 
 
 def _execute(grading, sources: list[str], **traits) -> list[list[str]]:
@@ -341,9 +341,154 @@ def _broken_edits() -> dict:
     }
 
 
+MARKER = "ftlab-escapee-7f3a"  # in the command line of every process the hostile notebooks start
+
+# hostile ps1 submissions: status in the report, score (of 10)
+ATTACKS = {
+    "mal_constants": ("errors", 0),  # no work: constants that pass the visible tests
+    "mal_library": ("errors", 0),  # calls ftlab.count_parameters (also via a reference saved early)
+    "mal_patcher": ("errors", 0),  # input transformers, custom exception handler, showtraceback, patched torch/ftlab
+    "mal_escape": ("graded", 10),  # honest answers, plus: reads/deletes course files, sockets, processes that linger
+    "mal_limits": ("errors", 0),  # no work: floods output, fills memory and disk, forks
+}
+
+
+def _attack_edits(course: Path, port: int) -> dict:
+    ps1 = _answers("ps1_parameters")
+    constants = {
+        "count_params": "def count_params(model):\n    return (1_116_546, 1_116_546)\n",
+        "linear_params": (
+            "def linear_params(n_in, n_out, bias=True):\n"
+            "    return {(512, 512): 262_656, (512, 128): 65_664, (128, 2): 258}.get((n_in, n_out), 0)\n"
+        ),
+        "strategies": "def strategy_counts(model, k):\n    return {1: (65_922, 0.0590), 3: (591_234, 0.5295)}[k]\n",
+    }
+    library = {
+        "count_params": (
+            "from ftlab.layers import count_parameters as saved_early\n"
+            "def count_params(model):\n    c = saved_early(model)\n    return c.total, c.trainable\n"
+        ),
+        "linear_params": (
+            "def linear_params(n_in, n_out, bias=True):\n"
+            "    return ftlab.count_parameters(nn.Linear(n_in, n_out, bias=bias)).total\n"
+        ),
+        "strategies": (
+            "def strategy_counts(model, k):\n    ftlab.unfreeze_top(model, k)\n"
+            "    c = ftlab.count_parameters(model)\n    return c.trainable, c.trainable / c.total\n"
+        ),
+    }
+    patcher = (
+        "import builtins, math, torch, ftlab\n"
+        "ip = get_ipython()\n"
+        "ip.input_transformers_cleanup.append(lambda lines: ['pass\\n'])  # every later cell becomes `pass`\n"
+        "ip.set_custom_exc((BaseException,), lambda *args, **kwargs: None)\n"
+        "ip.showtraceback = lambda *args, **kwargs: None\n"
+        "builtins.AssertionError = type('Quiet', (Exception,), {})\n"
+        "math.isclose = lambda *args, **kwargs: True\n"
+        "torch.equal = lambda *args: True\n"
+        "ftlab.count_parameters = lambda model: (0, 0, 0)\n"
+        "def count_params(model):\n    return (0, 0)\n"
+        "def linear_params(n_in, n_out, bias=True):\n    return 0\n"
+        "def strategy_counts(model, k):\n    return 0, 0.0\n"
+    )
+    escape = f"""
+import os, socket, subprocess, sys, threading, time
+course = {str(course)!r}
+tried = {{}}
+for what, action in [
+    ("read-solutions", lambda: open(course + "/solutions/ps1_parameters/parameters.ipynb").read()),
+    ("read-relative", lambda: open("../../../solutions/ps1_parameters/parameters.ipynb").read()),
+    ("delete-classmate", lambda: __import__("shutil").rmtree(course + "/submitted/alice")),
+    ("delete-gradebook", lambda: os.remove(course + "/gradebook.db")),
+    ("write-course", lambda: open(course + "/PWNED", "w").write("x")),
+    ("write-home", lambda: open(os.path.expanduser("~root") + "/PWNED", "w").write("x")),
+    ("socket", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=3).sendall(b"PWNED")),
+]:
+    try:
+        out = action()
+        tried[what] = "DONE" + (": " + out[:100] if isinstance(out, str) else "")
+    except Exception as exc:
+        tried[what] = type(exc).__name__
+print("ESCAPE", tried)
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", {MARKER!r}], start_new_session=True)
+if os.fork() == 0:
+    os.execv("/bin/sleep", ["/bin/sleep", "3600", {MARKER!r}])
+threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
+"""
+    flood = 'print("x" * 1_000_000)  # a flood: the grader keeps the first part only\nfor _ in range(30):\n    print("y" * 1_000_000)'
+    limits = f"""
+import os
+try:
+    hog = bytearray(64 << 30)
+    memory = "allocated 64 GiB"
+except MemoryError:
+    memory = "MemoryError"
+try:
+    with open("/tmp/big", "wb") as fh:
+        for _ in range(2048):
+            fh.write(b"z" * (1 << 20))
+    disk = "wrote 2 GiB"
+except OSError as exc:
+    disk = type(exc).__name__ + " " + str(exc.errno)
+os.remove("/tmp/big")
+forks = 0
+for _ in range(1000):
+    try:
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["/bin/sleep", "3600", {MARKER!r}])
+        forks += 1
+    except OSError:
+        break
+print("LIMITS", memory, "|", disk, "|", forks, "processes")
+"""
+    return {
+        "mal_constants": lambda p: _work_on(p, constants),
+        "mal_library": lambda p: _work_on(p, library),
+        "mal_patcher": lambda p: _work_on(p, {}, extra=[patcher]),
+        "mal_escape": lambda p: _work_on(p, ps1, extra=[escape]),
+        "mal_limits": lambda p: _work_on(p, {}, extra=[flood, limits]),
+    }
+
+
+def _marked_processes() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if MARKER in cmdline and "pytest" not in cmdline:
+                found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _ftlab_grade(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab", "grade", *args],
+        cwd=course,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def _report(path: Path) -> dict[str, dict]:
+    with open(path) as fh:
+        return {r["student"]: r for r in csv.DictReader(fh)}
+
+
 def class_test(test):
-    """Slow, and the first to run builds the class (about 5 minutes): a longer timeout."""
-    return pytest.mark.slow(pytest.mark.timeout(1800)(test))
+    """Slow, and the first to run builds the class (several minutes): a longer timeout."""
+    return pytest.mark.slow(pytest.mark.timeout(2400)(test))
 
 
 @pytest.fixture(scope="module")
@@ -351,6 +496,10 @@ def graded_class(tmp_path_factory):
     """generate -> release -> submit -> collect -> autograde -> grade by hand -> feedback -> export."""
     from nbgrader.api import Gradebook
 
+    from ftlab.grading.sandbox import check_available
+
+    problem = check_available()
+    assert problem is None, f"the grading tests need a working sandbox: {problem}"
     tmp = tmp_path_factory.mktemp("class")
     course, exchange, workspaces = _make_course(tmp), tmp / "exchange", tmp / "students"
     exchange.mkdir()
@@ -368,28 +517,48 @@ def graded_class(tmp_path_factory):
             _student(course, exchange, workspaces, student, assignment, lambda p, a=answers: _work_on(p, a))
         _exchange("collect", course, exchange, assignment)
 
-    # Plain nbgrader for assignments 2-5 (one process for all of them) ...
+    # Plain nbgrader for assignments 2-5 (one process for all of them, the same sandboxed executor) ...
     nbgrader("autograde", "ps[2-5]_*", cwd=course)
-    # ... and the per-student driver for assignment 1, where the broken submissions are.
-    for student, edit in _broken_edits().items():
+
+    # ... and `ftlab grade` for assignment 1, where the broken and hostile submissions are.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.5)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def listen():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            received.append(conn.recv(100))
+            conn.close()
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    edits = {**_broken_edits(), **_attack_edits(course, listener.getsockname()[1])}
+    for student, edit in edits.items():
         _student(course, exchange, workspaces, student, "ps1_parameters", edit)
     _exchange("collect", course, exchange, "ps1_parameters")
-    driver = subprocess.run(
-        [
-            sys.executable,
-            "scripts/autograde_class.py",
-            "ps1_parameters",
-            "--fast",
-            "--wall-clock=300",
-            "--Execute.timeout=45",
-        ],
-        cwd=course,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    sources = _snapshot(course / "solutions")
+    submitted_alice = _snapshot(course / "submitted" / "alice")
+    refused = _ftlab_grade(course, "ps1_parameters", "--no-such-option", check=False)
+    driver = _ftlab_grade(course, "ps1_parameters", "--fast", "--jobs=2", "--wall-clock=300", "--Execute.timeout=45")
+    stop.set()
+    thread.join()
+    listener.close()
+    lingering = _marked_processes()
+    report = _report(course / "reports" / "ps1_parameters.csv")
+    attacked = SimpleNamespace(
+        received=received,
+        lingering=lingering,
+        sources_kept=_snapshot(course / "solutions") == sources,
+        alice_kept=_snapshot(course / "submitted" / "alice") == submitted_alice,
+        pwned=[p for p in (course / "PWNED", Path("~root").expanduser() / "PWNED") if p.exists()],
     )
-    assert driver.returncode == 0, driver.stdout + driver.stderr
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for student, grades in HAND_GRADES.items():
@@ -399,22 +568,27 @@ def graded_class(tmp_path_factory):
                 grade.manual_score = points
         gb.db.commit()
 
+    # Re-grades that fail leave what was there: a wall clock that kills nbgrader (bob's ps2 has a hand grade) ...
+    guard = course / "reports" / "wall_clock.csv"
+    _ftlab_grade(course, "ps2_layerwise_lr", "--student=bob", "--wall-clock=3", f"--report={guard}")
+    # ... and a run without the sandbox, which must be asked for and is marked in every row.
+    unsandboxed = course / "reports" / "no_sandbox.csv"
+    _ftlab_grade(course, "ps1_parameters", "--student=alice", "--fast", "--no-sandbox", f"--report={unsandboxed}")
+
     nbgrader("generate_feedback", "*", cwd=course)
     nbgrader("export", "--to", "grades.csv", cwd=course)
     with open(course / "grades.csv") as fh:
         grades = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(fh)}
-    with open(course / "reports" / "ps1_parameters.csv") as fh:
-        report = {r["student"]: r for r in csv.DictReader(fh)}
-
-    # Last (it zeros dan_loop's grades): a run that outlasts its wall clock is killed, kernels and all.
-    guard = course / "reports" / "wall_clock.csv"
-    args = ["ps1_parameters", "--student=dan_loop", "--wall-clock=3", f"--report={guard}"]
-    subprocess.run(
-        [sys.executable, "scripts/autograde_class.py", *args], cwd=course, env=_env(), check=True, timeout=300
+    return SimpleNamespace(
+        course=course,
+        grades=grades,
+        report=report,
+        driver=driver.stdout,
+        refused=refused,
+        attacked=attacked,
+        wall_clock=_report(guard)["bob"],
+        unsandboxed=_report(unsandboxed)["alice"],
     )
-    with open(guard) as fh:
-        (wall_clock,) = csv.DictReader(fh)
-    return SimpleNamespace(course=course, grades=grades, report=report, driver=driver.stdout, wall_clock=wall_clock)
 
 
 @class_test
@@ -429,8 +603,8 @@ def test_class_gets_full_partial_and_zero_marks(graded_class):
 @class_test
 def test_broken_submissions_get_a_clear_result_and_the_class_is_graded(graded_class):
     report = graded_class.report
-    assert set(report) == set(EXPECTED) | set(BROKEN)
-    assert report["alice"]["status"] == "graded"
+    assert set(report) == set(EXPECTED) | set(BROKEN) | set(ATTACKS)
+    assert report["alice"]["status"] == "graded" and report["alice"]["sandbox"] == "bubblewrap"
     for student, (status, score) in BROKEN.items():
         row = report[student]
         assert (row["status"], float(row["score"]), float(row["max_score"])) == (status, score, 10), row
@@ -443,7 +617,53 @@ def test_broken_submissions_get_a_clear_result_and_the_class_is_graded(graded_cl
     assert "StdinNotImplementedError" in report["jack_widgets"]["detail"]
     for student in ("alice", "ivy_json", "erin_crash"):
         assert student in graded_class.driver  # the table printed for the instructor
-    assert (graded_class.wall_clock["status"], graded_class.wall_clock["score"]) == ("wall-clock", "0.0")
+
+
+@class_test
+def test_hostile_submissions_earn_nothing_they_did_not_do(graded_class):
+    report = graded_class.report
+    for student, (status, score) in ATTACKS.items():
+        row = report[student]
+        assert (row["status"], float(row["score"])) == (status, score), row
+        assert float(graded_class.grades[(student, "ps1_parameters")]["score"]) == score
+    assert "Forbidden" in report["mal_library"]["detail"]
+
+
+@class_test
+def test_hostile_submissions_change_nothing_outside_their_sandbox(graded_class):
+    a = graded_class.attacked
+    assert a.sources_kept and a.alice_kept and not a.pwned
+    assert a.received == [], "a sandboxed notebook reached a socket on the grading machine"
+    assert a.lingering == [], f"processes started by submissions outlived grading: {a.lingering}"
+    path = graded_class.course / "autograded" / "mal_escape" / "ps1_parameters" / "parameters.ipynb"
+    text = json.dumps(nbformat.read(path, as_version=4).dict())
+    tried = re.search(r"ESCAPE \{.*?\}", text).group(0)
+    assert "DONE" not in tried, tried
+    limits = graded_class.course / "autograded" / "mal_limits" / "ps1_parameters" / "parameters.ipynb"
+    text = json.dumps(nbformat.read(limits, as_version=4).dict())
+    memory, disk, forks = re.search(r"LIMITS (.*?) \| (.*?) \| (\d+) processes", text).groups()
+    assert memory == "MemoryError" and disk.startswith("OSError"), (memory, disk)
+    assert int(forks) < 200, forks
+    assert "dropped by the grader" in text and len(text) < 4_000_000
+
+
+@class_test
+def test_unknown_option_is_refused_before_grading(graded_class):
+    assert graded_class.refused.returncode == 2
+    assert "unknown option '--no-such-option'" in graded_class.refused.stderr
+
+
+@class_test
+def test_failed_regrade_keeps_previous_grades(graded_class):
+    row = graded_class.wall_clock
+    assert row["status"] == "wall-clock" and "previous grades kept" in row["detail"], row
+    assert float(graded_class.grades[("bob", "ps2_layerwise_lr")]["score"]) == EXPECTED["bob"]["ps2_layerwise_lr"]
+
+
+@class_test
+def test_grading_without_sandbox_is_marked(graded_class):
+    row = graded_class.unsandboxed
+    assert row["sandbox"] == "NONE (--no-sandbox)" and float(row["score"]) == 10, row
 
 
 @class_test
@@ -467,6 +687,7 @@ def test_feedback_for_every_graded_notebook(graded_class):
             html = (feedback / student / assignment / f"{name}.html").read_text()
             first = re.search(r"Score: ([\d.]+) / ([\d.]+)", html).groups()  # the notebook total comes first
             assert tuple(map(float, first)) == (scores[assignment], total), (student, assignment)
+            assert "BEGIN HIDDEN TESTS" not in html and "END HIDDEN TESTS" not in html, (student, assignment)
     for student, (status, _) in BROKEN.items():
         exists = (feedback / student / "ps1_parameters" / "parameters.html").exists()
         assert exists == (status != "invalid-notebook"), student

@@ -322,6 +322,8 @@ def grade_class(
         if problem:
             raise SystemExit(f"cannot sandbox the submissions: {problem}")
     root = Path(root).resolve()
+    if not (root / "gradebook.db").exists() or not (root / "nbgrader_config.py").exists():
+        raise SystemExit(f"{root} is not a course root (no gradebook.db or nbgrader_config.py): run it there")
     db_url = f"sqlite:///{root / 'gradebook.db'}"
     with Gradebook(db_url) as gb:
         try:
@@ -430,7 +432,10 @@ def grade_class(
                     row.score, row.max_score = nb_sub.score, nb_sub.max_score
                 except MissingEntry:
                     row.details.append("no gradebook entry")
-        log(f"graded {student}: " + ", ".join(f"{r.notebook} {r.status} {r.score:g}/{r.max_score:g}" for r in rows.values()))
+        log(
+            f"graded {student}: "
+            + ", ".join(f"{r.notebook} {r.status} {r.score:g}/{r.max_score:g}" for r in rows.values())
+        )
 
     log_path.write_text("")
     try:

@@ -40,9 +40,16 @@ from traitlets import Bool, Dict, Integer, List, Unicode
 from . import sandbox as sb
 from .codec import DecodeError, decode
 from .kernel import MIME
-from .session import GraderSession, KernelDied, KernelTimeout
+from .session import GraderSession, KernelDied, KernelTimeout, StudentError
 
-__all__ = ["RobustExecute", "SandboxedExecute", "SandboxKernelManager", "KERNEL_DIED", "CELL_TIMEOUT", "NOTEBOOK_TIMEOUT"]
+__all__ = [
+    "RobustExecute",
+    "SandboxedExecute",
+    "SandboxKernelManager",
+    "KERNEL_DIED",
+    "CELL_TIMEOUT",
+    "NOTEBOOK_TIMEOUT",
+]
 
 KERNEL_DIED = "DeadKernelError"
 NOTEBOOK_TIMEOUT = "NotebookTimeoutError"
@@ -201,7 +208,9 @@ def _guard_names(sources: list[str]) -> list[str]:
 class SandboxedExecute(RobustExecute):
     """Student cells in a sandboxed kernel, test cells (hidden tests included) in the grader."""
 
-    sandbox = Bool(True, help="Run the student's kernel in a bubblewrap sandbox (False: no isolation).").tag(config=True)
+    sandbox = Bool(True, help="Run the student's kernel in a bubblewrap sandbox (False: no isolation).").tag(
+        config=True
+    )
     memory_mb = Integer(sb.Limits.memory_mb, help="Sandbox memory limit (MiB).").tag(config=True)
     processes = Integer(sb.Limits.processes, help="Sandbox process/thread limit.").tag(config=True)
     file_size_mb = Integer(sb.Limits.file_size_mb, help="Largest file the sandbox may write (MiB).").tag(config=True)
@@ -340,8 +349,8 @@ class SandboxedExecute(RobustExecute):
                 self._keep_student_output("stderr", f"{content.get('ename')}: {content.get('evalue')}\n")
             elif kind == "status" and content.get("execution_state") == "idle":
                 break
-        if payload is None:
-            raise KernelDied("the notebook's kernel sent no answer (was the grading helper removed?)")
+        if payload is None:  # the notebook changed how its kernel runs code (input transformers, patched IPython)
+            raise StudentError("the notebook did not answer the check: its kernel no longer runs the grader's requests")
         return payload
 
     def _keep_student_output(self, name: str, text: str) -> None:

@@ -52,9 +52,12 @@ def _resolve(name: str) -> tuple[Any, str, Any]:
             owner = importlib.import_module(".".join(parts[:cut]))
         except ImportError:
             continue
-        for attr in parts[cut:-1]:
-            owner = getattr(owner, attr)
-        return owner, parts[-1], getattr(owner, parts[-1])
+        try:
+            for attr in parts[cut:-1]:
+                owner = getattr(owner, attr)
+            return owner, parts[-1], getattr(owner, parts[-1])
+        except AttributeError:
+            break
     raise ValueError(f"cannot forbid {name!r}: not a dotted name of an importable function")
 
 

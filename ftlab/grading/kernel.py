@@ -44,7 +44,9 @@ def _error_reply(exc: BaseException, skip: int = 0, internal: bool = False) -> b
     from .codec import encode
 
     frames = traceback.extract_tb(exc.__traceback__)[skip:]
-    lines = [f'  File "{f.filename}", line {f.lineno}, in {f.name}' + (f"\n    {f.line}" if f.line else "") for f in frames]
+    lines = [
+        f'  File "{f.filename}", line {f.lineno}, in {f.name}' + (f"\n    {f.line}" if f.line else "") for f in frames
+    ]
     return encode(None, extra={"error": (type(exc).__name__, str(exc)[:2000], lines[-20:]), "internal": internal})
 
 

@@ -247,7 +247,7 @@ class Sandbox:
             args += ["--ro-bind", submission_dir, SUBMISSION]
         for path in ro_binds:  # after the tmpfs mounts, which would hide them
             args += ["--ro-bind", path, path]
-        args += ["--bind", channel_dir, channel_dir, "--chdir", WORKDIR, "--clearenv"]
+        args += ["--bind", channel_dir, channel_dir, "--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
         for key, value in self.environment().items():
             args += ["--setenv", key, value]
         self._cgroup = _Cgroup(lim)

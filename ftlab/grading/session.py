@@ -103,7 +103,9 @@ class GraderSession:
         self.transport = transport
         self.namespace: dict[str, Any] = {"__name__": "__grader__"}
         self.student_names = set().union(*(bound_names(s) for s in solution_sources)) if solution_sources else set()
-        self._used_by_solutions = set().union(*(loaded_names(s) for s in solution_sources)) if solution_sources else set()
+        self._used_by_solutions = (
+            set().union(*(loaded_names(s) for s in solution_sources)) if solution_sources else set()
+        )
         self._setup_names = set().union(*(bound_names(s) for s in setup_sources)) if setup_sources else set()
         self.deadline_left: Callable[[], float] = lambda: 120.0
         self._collect = guards._collecting()
@@ -149,9 +151,7 @@ class GraderSession:
     def _students(self) -> set[str]:
         """The names a test cell takes from the student's kernel."""
         trained = {
-            n
-            for n in self._setup_names & self._used_by_solutions
-            if isinstance(self.namespace.get(n), nn.Module)
+            n for n in self._setup_names & self._used_by_solutions if isinstance(self.namespace.get(n), nn.Module)
         }
         return self.student_names | trained
 

@@ -1,0 +1,343 @@
+"""The grading engine's parts: the safe codec, forbidden functions, the sandbox, the grader's session.
+
+The whole engine runs end to end, attack submissions included, in ``tests/test_nbgrader.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ftlab
+from ftlab.grading import Forbidden, forbid, forbid_in_notebook, guards
+from ftlab.grading.codec import DecodeError, ModuleState, apply_module_state, decode, encode
+from ftlab.grading.driver import check_nbgrader_args
+from ftlab.grading.sandbox import INSTALL_HINT, Limits, Sandbox, check_available, make_channel_dir
+from ftlab.grading.session import GraderSession, bound_names
+
+REPO_FILE = Path(__file__).resolve().parent / "PWNED"  # the course repository: invisible in the sandbox
+
+# --------------------------------------------------------------------------- codec
+
+
+def test_codec_round_trip_keeps_types():
+    value = {
+        "tuple": (1, 2.5, "x", None, True),
+        3: [float("nan"), float("inf"), -float("inf")],
+        (1, 2): {"set": {1, 2}},
+        "tensor": torch.arange(6.0).reshape(2, 3),
+        "grad": torch.ones(2, requires_grad=True),
+        "array": np.arange(4, dtype=np.int16),
+        "dtype": torch.bfloat16,
+        "size": torch.Size([2, 3]),
+        "scalar": np.float32(0.5),
+    }
+    got = decode(encode(value))["value"]
+    assert got["tuple"] == (1, 2.5, "x", None, True)
+    assert math.isnan(got[3][0]) and got[3][1:] == [math.inf, -math.inf]
+    assert got[(1, 2)] == {"set": {1, 2}}
+    assert torch.equal(got["tensor"], value["tensor"]) and got["grad"].requires_grad
+    assert got["array"].dtype == np.int16 and list(got["array"]) == [0, 1, 2, 3]
+    assert got["dtype"] is torch.bfloat16 and got["size"] == (2, 3) and got["scalar"] == 0.5
+
+
+def test_codec_carries_module_state_and_parameter_identity():
+    student, grader = (
+        nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)),
+        nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)),
+    )
+    student[0].weight.requires_grad_(False)
+    student[1].running_mean += 1
+    student.eval()
+    refs = {id(p): (0, n) for n, p in student.named_parameters()}
+    reply = decode(encode([{"params": [student[1].weight]}], param_refs=refs, extra={"m": student}), [grader])
+    assert reply["value"][0]["params"][0] is grader[1].weight  # a reference to the grader's own parameter
+    apply_module_state(grader, reply["m"])
+    assert torch.equal(grader[1].running_mean, student[1].running_mean)
+    assert not grader[0].weight.requires_grad and not grader.training
+    with pytest.raises(ValueError, match="not the expected Linear"):
+        apply_module_state(nn.Linear(3, 5, bias=False), reply["m"])
+
+
+def test_codec_refuses_what_it_cannot_carry_safely():
+    with pytest.raises(TypeError, match="cannot be sent"):
+        encode(object())
+    with pytest.raises(TypeError, match="cannot be sent"):
+        encode(lambda: 1)
+    buf = io.BytesIO()
+    torch.save({"a": 1}, buf)  # a pickle is never read
+    for payload in [buf.getvalue(), b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}", b"\x02" + b"\x00" * 7 + b"{}junk"]:
+        with pytest.raises(DecodeError):
+            decode(payload)
+    header = b'{"value": {"$eval": "1"}}'
+    with pytest.raises(DecodeError, match="unknown tag"):
+        decode(len(header).to_bytes(8, "little") + header)
+
+
+# --------------------------------------------------------------------------- forbidden functions
+
+
+def test_forbid_guards_every_reference_to_a_python_function():
+    from ftlab.layers import count_parameters as saved_early
+
+    net = nn.Linear(2, 2)
+    with forbid("ftlab.count_parameters"):
+        for call in (ftlab.count_parameters, saved_early, ftlab.layers.count_parameters):
+            with pytest.raises(Forbidden, match="count_parameters"):
+                call(net)
+    assert saved_early(net).total == 6  # back to normal after the block
+
+
+def test_forbid_guards_builtins_and_methods_and_nests():
+    z = torch.tensor([[0.10, 0.04]])
+    with forbid("torch.softmax", "torch.Tensor.softmax"):
+        with forbid("torch.softmax"):
+            pass
+        with pytest.raises(Forbidden):
+            torch.softmax(z, dim=-1)
+        with pytest.raises(Forbidden):
+            z.softmax(-1)
+    assert torch.allclose(torch.softmax(z, -1), torch.tensor([[0.5150, 0.4850]]), atol=1e-4)
+    with pytest.raises(ValueError, match="cannot forbid"):
+        with forbid("torch.no_such_function"):
+            pass
+
+
+def test_forbid_in_notebook_and_grader_mode():
+    from ftlab.optim import unfreeze_schedule
+
+    with guards._collecting():  # the grader only records what the checks forbid
+        forbid_in_notebook("ftlab.unfreeze_schedule")
+        with forbid("ftlab.layerwise_lrs"):
+            assert guards.active_names() == ["ftlab.layerwise_lrs", "ftlab.unfreeze_schedule"]
+            assert ftlab.layerwise_lrs(1.0, 0.5, 2) == [0.5, 1.0]  # the grader's own library is untouched
+    keys = guards.activate(["ftlab.unfreeze_schedule"])
+    try:
+        with pytest.raises(Forbidden):
+            unfreeze_schedule(3, 3)
+    finally:
+        guards.deactivate(keys)
+    assert unfreeze_schedule(3, 3) == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- the grader's session
+
+
+def test_bound_names_are_what_a_solution_cell_defines():
+    src = "import math\nfrom torch import nn as tnn\ndef f(x):\n    y = 1\n    return y\nA, (B, C) = 1, (2, 3)\nfor i in []:\n    pass\n[q for q in []]"
+    assert bound_names(src) == {"math", "tnn", "f", "A", "B", "C", "i"}
+
+
+def test_session_runs_checks_in_the_grader_with_the_students_values():
+    kernel = {"answer": 41, "double": "callable", "net": None}
+    calls = []
+
+    def transport(request, modules):
+        calls.append(request)
+        if request["op"] == "get":
+            if request["name"] == "double":
+                return {"callable": True}
+            return {"value": kernel[request["name"]]} if request["name"] in kernel else {"missing": True}
+        modules[0].weight.data.fill_(2.0)  # what a student's function might do to an argument
+        state = decode(encode(None, extra={"m": modules[0]}))["m"]
+        return {"value": request["args"][1] * 2, "modules": [state]}
+
+    session = GraderSession(["answer = 41\ndef double(m, x):\n    return 2 * x"], ["import torch"], transport)
+    try:
+        session.run_setup("import torch\nexpected = 42\n")
+        out = session.run_test(
+            '"""doc"""\nlin = torch.nn.Linear(1, 1)\nwith forbid_me():\n    pass\nassert double(lin, 21) == expected\n'
+            "assert float(lin.weight) == 2.0\nanswer + 1",
+            "t",
+        )
+        assert out[-1]["output_type"] == "error" and out[-1]["ename"] == "NameError"  # forbid_me is not defined
+        out = session.run_test(
+            '"""doc"""\nlin = torch.nn.Linear(1, 1)\nassert double(lin, 21) == expected\nanswer + 1', "t"
+        )
+        assert out == [{"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {}}]
+        out = session.run_test('"""doc"""\nassert answer == expected, "hidden detail"', "t")
+        assert out[0]["ename"] == "AssertionError"
+        assert all("answer ==" not in line for line in out[0]["traceback"])  # no test source in the feedback
+    finally:
+        session.close()
+    assert [c["op"] for c in calls if c["name"] == "double"] == [
+        "get",
+        "get",
+        "call",
+    ]  # the first check failed before calling
+
+
+def test_session_takes_a_trained_model_as_state_into_the_graders_copy():
+    student = nn.Linear(2, 1)
+    nn.init.constant_(student.weight, 3.0)
+
+    def transport(request, modules):
+        return {"value": decode(encode(student))["value"]}
+
+    session = GraderSession(["model.weight"], ["model = make()"], transport)
+    try:
+        session.namespace["make"] = lambda: nn.Linear(2, 1)
+        session.run_setup("model = make()")
+        own = session.namespace["model"]
+        out = session.run_test('"""doc"""\nassert float(model.weight.sum()) == 6.0', "t")
+        assert out == [] and session.namespace["model"] is own  # the grader's object, the student's weights
+        assert isinstance(decode(encode(student))["value"], ModuleState)
+    finally:
+        session.close()
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_unknown_options_are_refused():
+    check_nbgrader_args(["--Execute.timeout=30", "--SandboxedExecute.memory_mb=2048"])
+    for bad in (["--no-such-option"], ["--Execute"], ["--Bogus.timeout=1"], ["--SandboxedExecute.nope=1"]):
+        with pytest.raises(ValueError, match="unknown option"):
+            check_nbgrader_args(bad)
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        Limits(memory_mb=0)
+
+
+def test_ftlab_grade_refuses_unknown_options_before_reading_the_course(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab", "grade", "ps1", "--frobnicate"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "unknown option '--frobnicate'" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the sandbox itself
+
+
+def _sandboxed(code: str, tmp_path, **limits) -> subprocess.CompletedProcess:
+    problem = check_available()
+    assert problem is None, f"the sandbox tests need bubblewrap: {problem}"
+    box = Sandbox(Limits(**limits))
+    channel = make_channel_dir(str(tmp_path))
+    try:
+        cmd = box.command([sys.executable, "-c", code], channel)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        box.stop()
+
+
+def test_install_hint_names_the_package():
+    assert "apt-get install -y bubblewrap" in INSTALL_HINT and "--no-sandbox" in INSTALL_HINT
+
+
+def test_sandbox_hides_the_host_and_blocks_the_network(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("instructor only")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    code = f"""
+import os, socket
+out = []
+for path in [{str(secret)!r}, "/etc/shadow", os.path.expanduser("~root") + "/.bashrc"]:
+    out.append(os.path.exists(path))
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2)
+    out.append("connected")
+except OSError:
+    out.append("no-network")
+for path in ["/usr/PWNED", "/PWNED", {str(REPO_FILE)!r}]:
+    try:
+        open(path, "w").write("x")
+        out.append("wrote")
+    except OSError:
+        out.append("read-only")
+open("/tmp/ok", "w").write("scratch")
+out.append(os.getcwd())
+print(out)
+"""
+    proc = _sandboxed(code, tmp_path)
+    listener.close()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(
+        [False, False, False, "no-network", "read-only", "read-only", "read-only", "/home/student/work"]
+    )
+    assert not REPO_FILE.exists()
+
+
+def test_sandbox_limits_memory_file_size_and_processes(tmp_path):
+    code = """
+import os
+try:
+    bytearray(16 << 30)
+    print("memory: allocated")
+except MemoryError:
+    print("memory: limited")
+try:
+    with open("/tmp/big", "wb") as fh:
+        fh.write(b"x" * (40 << 20))
+    print("file: written")
+except OSError as exc:
+    print("file: limited", exc.errno)
+children = 0
+for _ in range(300):
+    try:
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["/bin/sleep", "60"])
+        children += 1
+    except OSError:
+        break
+print("children:", children)
+"""
+    proc = _sandboxed(code, tmp_path, memory_mb=2048, file_size_mb=32, processes=40)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "memory: limited" and lines[1].startswith("file: limited"), proc.stdout + proc.stderr
+    children = int(lines[2].split()[-1])
+    if os.geteuid() == 0:  # as root the process limit needs a cgroup; these machines have one
+        assert children < 40, lines
+
+
+def test_sandbox_leaves_no_process_behind(tmp_path):
+    marker = f"ftlab-test-{uuid.uuid4().hex[:8]}"
+    code = f"""
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", {marker!r}], start_new_session=True)
+print("started")
+"""
+    proc = _sandboxed(code, tmp_path)
+    assert proc.stdout.strip() == "started", proc.stderr
+    left = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if marker.encode() in fh.read():
+                        left.append(entry)
+            except OSError:
+                pass
+    assert left == []
+
+
+def test_ftlab_grade_refuses_to_run_unsandboxed_unless_asked(tmp_path):
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # a machine without bwrap
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab", "grade", "ps1"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "bubblewrap (bwrap) is not installed" in proc.stderr, proc.stderr
+    assert "apt-get install -y bubblewrap" in proc.stderr and "--no-sandbox" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab", "grade", "ps1", "--no-sandbox"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "is not a course root" in proc.stderr, proc.stderr  # past the sandbox check
+    assert list(tmp_path.iterdir()) == []
