@@ -6,6 +6,7 @@ The whole engine runs end to end, attack submissions included, in ``tests/test_n
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import socket
@@ -14,6 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -341,3 +343,34 @@ def test_ftlab_grade_refuses_to_run_unsandboxed_unless_asked(tmp_path):
     )
     assert proc.returncode == 2 and "is not a course root" in proc.stderr, proc.stderr  # past the sandbox check
     assert list(tmp_path.iterdir()) == []
+
+
+def _cell(source: str, **nbgrader) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = nbgrader
+    return cell
+
+
+def test_only_the_instructors_tests_run_in_the_grader(tmp_path):
+    """A student cell dressed up as a test cell runs in the sandbox; the real test runs in the grader."""
+    from ftlab.grading.executor import SandboxedExecute
+
+    assert check_available() is None, check_available()
+    test = dict(grade=True, solution=False, locked=True, points=1)
+    setup = _cell("import ftlab", grade_id="setup", locked=True, grade=False, solution=False)
+    answer = _cell("def f():\n    return __name__", grade_id="f", solution=True, grade=False, locked=False)
+    real = _cell('"""doc"""\nprint("test runs in", __name__, "answer from", f())', grade_id="t", **test)
+    source = nbformat.v4.new_notebook(cells=[setup, answer, real])
+    source.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(source, tmp_path / "toy.ipynb")
+    planted = tmp_path / "planted"
+    fake = _cell(f'print("fake runs in", __name__)\nopen({str(planted)!r}, "w")', grade_id="fake", **test)
+    submission = nbformat.from_dict(json.loads(json.dumps(source)))
+    submission.cells.append(fake)
+    executor = SandboxedExecute(source_notebook=str(tmp_path / "toy.ipynb"), timeout=60)
+    graded, _ = executor.preprocess(submission, {"nbgrader": {"notebook": "toy"}, "metadata": {"path": str(tmp_path)}})
+    texts = [[o.get("text", o.get("ename")) for o in c.outputs] for c in graded.cells]
+    assert texts[2] == ["test runs in __grader__ answer from __main__\n"], texts
+    assert texts[3][0] == "fake runs in __main__\n" and texts[3][-1] == "FileNotFoundError", texts
+    assert not planted.exists()

@@ -281,9 +281,12 @@ class SandboxedExecute(RobustExecute):
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and cell.source.strip() and time.monotonic() < self._deadline:
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            own = self._by_id.get(grade_id)
-            if _is_test(cell):
-                return self._run_test(cell, own.source if own is not None else cell.source, grade_id or f"cell {index}")
+            own = self._by_id.get(grade_id) if grade_id else None
+            # Only the instructor's test cells run in the grader, and only as the instructor wrote them: a
+            # student's cell that claims to be a test (edited metadata) runs in the sandbox like any other.
+            if own is not None and _is_test(own):
+                self._run_test(cell, own.source, grade_id)
+                return cell, resources
             if _is_setup(cell) and own is not None and _is_setup(own):
                 try:
                     self._session.run_setup(own.source)
@@ -292,7 +295,7 @@ class SandboxedExecute(RobustExecute):
                     raise
         return super().preprocess_cell(cell, resources, index)
 
-    def _run_test(self, cell, source: str, label: str):
+    def _run_test(self, cell, source: str, label: str) -> None:
         timeout = self._get_timeout(cell) or 600
         start = time.monotonic()
         self._student_output: list[dict] = []
@@ -300,7 +303,6 @@ class SandboxedExecute(RobustExecute):
         outputs = self._session.run_test(source, label, self._student_output)
         cell.outputs = [nbformat.from_dict(o) for o in outputs]
         cell.execution_count = None
-        return cell, {}
 
     # ------------------------------------------------------------------ the link to the kernel
 

@@ -193,10 +193,6 @@ class Sandbox:
         self.extra_ro_binds = tuple(extra_ro_binds)
         self._cgroup: _Cgroup | None = None
 
-    def describe(self) -> str:
-        groups = "cgroup" if _cgroup_dirs() else "no cgroup: processes/memory limited per process only"
-        return f"bubblewrap ({groups})"
-
     def environment(self) -> dict[str, str]:
         bin_dir = os.path.dirname(sys.executable)
         env = {
