@@ -6,7 +6,8 @@
 
 * the student's kernel runs in a :class:`~ftlab.grading.sandbox.Sandbox` (no network,
   read-only environment, no course files, limits), started by :class:`SandboxKernelManager`;
-* setup cells (locked, from the instructor) run in the kernel *and* in the grader;
+* setup cells (locked, from the instructor) run in the kernel *and*, from the instructor's
+  source notebook, in the grader before the first cell;
   answer cells and anything the student added run in the kernel only;
 * test cells -- with their hidden tests -- run only in the grader
   (:class:`~ftlab.grading.session.GraderSession`), so nothing the student's code does
@@ -261,6 +262,8 @@ class SandboxedExecute(RobustExecute):
         self._submission = (resources.get("metadata") or {}).get("path")
         self._session = GraderSession(solutions, setups, self._transport)
         try:
+            for setup in setups:  # the instructor's setup, in the grader, whatever the submission did to its copy
+                self._session.run_setup(setup)
             return super().preprocess(nb, resources, km)
         finally:
             self._session.close()
@@ -287,12 +290,6 @@ class SandboxedExecute(RobustExecute):
             if own is not None and _is_test(own):
                 self._run_test(cell, own.source, grade_id)
                 return cell, resources
-            if _is_setup(cell) and own is not None and _is_setup(own):
-                try:
-                    self._session.run_setup(own.source)
-                except Exception as exc:  # the instructor's setup must run in the grader; say so loudly
-                    self.log.error("Setup cell %s failed in the grader: %r", grade_id, exc)
-                    raise
         return super().preprocess_cell(cell, resources, index)
 
     def _run_test(self, cell, source: str, label: str) -> None:
