@@ -1,7 +1,7 @@
-"""Class throughput of ``ftlab grade``: submissions per minute at 1 and N jobs, each in its own sandbox.
+"""Class throughput of ``ftlab grade``: submissions per minute at 1 and N jobs and on a Dask cluster.
 
-    python benchmarks/grading.py                        # ps1, 8 submissions, jobs 1 and 2
-    python benchmarks/grading.py --assignment ps4_bert_head --submissions 12 --jobs 1 2 4
+    python benchmarks/grading.py                        # ps1, 20 submissions: 1 job, 2 jobs, 2 Dask workers
+    python benchmarks/grading.py --assignment ps4_bert_head --submissions 12 --jobs 1 2 4 --dask-workers 0
 
 Builds a throw-away course from this repository (generate_assignment), puts N
 copies of the instructor's solution in ``submitted/``, grades them with
@@ -57,9 +57,9 @@ def make_course(parent: Path, assignment: str, n: int) -> Path:
     return course
 
 
-def grade(course: Path, assignment: str, jobs: int) -> tuple[float, list[dict]]:
+def grade(course: Path, assignment: str, *options: str) -> tuple[float, list[dict]]:
     start = time.perf_counter()
-    cmd = [sys.executable, "-m", "ftlab", "grade", assignment, "--fast", f"--jobs={jobs}"]
+    cmd = [sys.executable, "-m", "ftlab", "grade", assignment, "--fast", "--force", *options]
     proc = subprocess.run(cmd, cwd=course, env=_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
@@ -71,20 +71,33 @@ def grade(course: Path, assignment: str, jobs: int) -> tuple[float, list[dict]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assignment", default="ps1_parameters")
-    parser.add_argument("--submissions", type=int, default=8)
+    parser.add_argument("--submissions", type=int, default=20)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--dask-workers", type=int, default=2, help="local Dask cluster size (0: skip)")
     args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the Dask workers too: kernels share the cores
     with tempfile.TemporaryDirectory() as tmp:
         course = make_course(Path(tmp), args.assignment, args.submissions)
         print(f"{args.assignment}: {args.submissions} submissions, {os.cpu_count()} CPU cores, FTLAB_FAST=1")
-        print(f"{'jobs':>4}  {'seconds':>8}  {'per minute':>10}  {'s / submission':>14}")
-        for jobs in args.jobs:
-            seconds, rows = grade(course, args.assignment, jobs)
-            bad = [r for r in rows if r["status"] != "graded" or r["score"] != r["max_score"]]
-            if bad or len(rows) != args.submissions:
-                raise SystemExit(f"not every submission got full marks: {bad[:3]}")
-            rate = 60 * args.submissions / seconds
-            print(f"{jobs:>4}  {seconds:>8.1f}  {rate:>10.1f}  {seconds / args.submissions:>14.1f}")
+        print(f"{'how':<16}  {'seconds':>8}  {'per minute':>10}  {'s / submission':>14}")
+        runs = [(f"{jobs} local job(s)", [f"--jobs={jobs}"]) for jobs in args.jobs]
+        cluster = None
+        if args.dask_workers:
+            from distributed import LocalCluster
+
+            cluster = LocalCluster(n_workers=args.dask_workers, threads_per_worker=1, dashboard_address=None)
+            runs.append((f"Dask, {args.dask_workers} workers", [f"--scheduler={cluster.scheduler_address}"]))
+        try:
+            for how, options in runs:
+                seconds, rows = grade(course, args.assignment, *options)
+                bad = [r for r in rows if r["status"] != "graded" or r["score"] != r["max_score"]]
+                if bad or len(rows) != args.submissions:
+                    raise SystemExit(f"not every submission got full marks: {bad[:3]}")
+                rate = 60 * args.submissions / seconds
+                print(f"{how:<16}  {seconds:>8.1f}  {rate:>10.1f}  {seconds / args.submissions:>14.1f}")
+        finally:
+            if cluster is not None:
+                cluster.close()
     return 0
 
 

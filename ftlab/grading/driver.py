@@ -4,6 +4,7 @@
     ftlab grade ps5_finetune --fast --jobs 2       # FTLAB_FAST=1 in the kernels, two at a time
     ftlab grade ps1_parameters --student alice --student 'b*'
     ftlab grade ps1_parameters --no-sandbox        # only where bubblewrap cannot run; every row says so
+    ftlab grade ps5_finetune --scheduler tcp://grader:8786   # on a Dask cluster's workers
 
 Run it in the course root (where ``nbgrader_config.py``, ``solutions/``, ``submitted/``
 and ``gradebook.db`` live). It writes ``reports/<assignment>.csv`` -- one row per
@@ -19,6 +20,14 @@ runs out of time leaves the student's previous autograded notebook and grades --
 hand grades included -- exactly as they were, and the row says so. Inside nbgrader,
 :class:`~ftlab.grading.executor.SandboxedExecute` runs the student's cells in a
 sandboxed kernel and the test cells in the grader.
+
+A submission already graded completely, with the same files, instructor sources,
+config and options, is not graded again (``--force`` does). With ``--scheduler`` each
+submission is a task on a Dask cluster (``dask.distributed``: a DaskHub/Dask Gateway
+cluster or ``dask-jobqueue`` on Slurm alike): the worker grades it in its own sandbox
+and sends back the job's gradebook and autograded files; this process alone merges
+them. A worker killed mid-grade costs a re-run of that task elsewhere, never a double
+entry; a scheduler that goes away stops the run with what was graded kept.
 
 ========================  ==========================================================
 submission                outcome
@@ -39,15 +48,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import fnmatch
+import hashlib
+import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +70,7 @@ from nbgrader.utils import compute_checksum
 from .executor import CELL_TIMEOUT, KERNEL_DIED, NOTEBOOK_TIMEOUT, RobustExecute
 from .sandbox import check_available
 
-__all__ = ["NotebookResult", "grade_class", "default_wall_clock", "main"]
+__all__ = ["NotebookResult", "Job", "JobResult", "run_job", "grade_class", "default_wall_clock", "main"]
 
 # --------------------------------------------------------------------------- driver
 
@@ -157,6 +168,16 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the process that started it dies (a Dask worker killed mid-grade)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
 def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
     """Run nbgrader; (returncode, output), returncode None when the wall clock ran out."""
     proc = subprocess.Popen(
@@ -167,6 +188,7 @@ def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: f
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     try:
         out, _ = proc.communicate(timeout=wall_clock)
@@ -281,13 +303,157 @@ def check_nbgrader_args(args: list[str]) -> None:
             raise ValueError(f"unknown option {arg!r}: {m.group(1)} has no setting {m.group(2)!r}")
 
 
-def _job_course(root: Path, job: Path, assignment: str, student: str, source_dir: str) -> None:
-    """A private course for one submission: config, gradebook snapshot, the assignment's sources, the submission."""
-    job.mkdir(parents=True)
-    shutil.copy(root / "nbgrader_config.py", job)
-    shutil.copy(root / "gradebook.db", job / "gradebook.db")
-    shutil.copytree(root / source_dir / assignment, job / source_dir / assignment)
-    shutil.copytree(root / "submitted" / student / assignment, job / "submitted" / student / assignment)
+@dataclass
+class Job:
+    """One ``nbgrader autograde`` run as plain data: it runs in a thread here or on a Dask worker alike.
+
+    ``files`` is a private course -- the config, a gradebook snapshot, the assignment's
+    sources and one submission -- so a worker needs the course environment but no
+    shared file system. The hidden tests travel with it to the worker (the instructor's
+    machine); they never enter the student's sandbox there.
+    """
+
+    assignment: str
+    student: str
+    notebooks: list[str]  # what this run grades ("*" below means all of them)
+    pattern: str  # nbgrader's --notebook
+    files: dict[str, bytes]  # the submission
+    common: dict[str, bytes]  # config, gradebook snapshot, sources: one dict shared by every job of a run
+    args: list[str]
+    env: dict[str, str]
+    wall_clock: float
+
+
+@dataclass
+class JobResult:
+    rc: int | None  # None: killed by the wall clock
+    log: str
+    gradebook: bytes | None  # the job's gradebook after a successful run
+    autograded: dict[str, bytes]  # autograded/<student>/<assignment>/ after a successful run
+    host: str = ""
+
+
+def _read_tree(folder: Path, prefix: str = "") -> dict[str, bytes]:
+    return {
+        f"{prefix}{p.relative_to(folder).as_posix()}": p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def course_files(root: Path, assignment: str, source_dir: str) -> dict[str, bytes]:
+    """What every job of one assignment shares: the config, a gradebook snapshot and the instructor's sources."""
+    files = {"nbgrader_config.py": (root / "nbgrader_config.py").read_bytes()}
+    files["gradebook.db"] = (root / "gradebook.db").read_bytes()
+    files.update(_read_tree(root / source_dir / assignment, f"{source_dir}/{assignment}/"))
+    return files
+
+
+def run_job(job: Job, common: dict[str, bytes] | None = None) -> JobResult:
+    """Grade one job in a temporary course; what comes back is files, never the student's objects.
+
+    ``common`` replaces ``job.common`` (on a cluster it is sent to each worker once).
+    """
+    import socket
+
+    with tempfile.TemporaryDirectory(prefix="ftlab-job-") as tmp:
+        course = Path(tmp)
+        for rel, data in {**(job.common if common is None else common), **job.files}.items():
+            path = (course / rel).resolve()
+            if course.resolve() not in path.parents:
+                raise ValueError(f"job file {rel!r} is outside the job's course")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        env = {**os.environ, **job.env}
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        args = ["autograde", job.assignment, f"--student={job.student}", f"--notebook={job.pattern}", "--force"]
+        rc, out = _run_nbgrader(args + job.args, course, env, job.wall_clock)
+        graded = course / "autograded" / job.student / job.assignment
+        ok = rc == 0 and all((graded / f"{n}.ipynb").exists() for n in job.notebooks)
+        return JobResult(
+            rc,
+            out,
+            (course / "gradebook.db").read_bytes() if ok else None,
+            _read_tree(graded) if ok else {},
+            socket.gethostname(),
+        )
+
+
+def fingerprint(root: Path, assignment: str, student: str, source_dir: str, args: list[str], env: dict) -> str:
+    """What a grade depends on: the submission, the instructor's sources, the config and the options."""
+    digest = hashlib.sha256()
+    for folder in (root / "submitted" / student / assignment, root / source_dir / assignment):
+        for rel, data in _read_tree(folder).items():
+            digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+    digest.update((root / "nbgrader_config.py").read_bytes())
+    digest.update(json.dumps([args, sorted(env.items())]).encode())
+    return digest.hexdigest()
+
+
+STAMP = ".ftlab-grade.json"  # in autograded/<student>/<assignment>/: what the last complete grading was of
+
+
+SCHEDULER_GRACE = float(os.environ.get("FTLAB_SCHEDULER_GRACE", "30"))  # seconds without a scheduler = gone
+
+
+def _run_on_cluster(address: str, jobs: list[Job], collected) -> str | None:
+    """Run ``jobs`` on a Dask cluster, handing each result to ``collected`` as it arrives.
+
+    A worker that dies mid-grade costs nothing: Dask runs its task again elsewhere, and
+    a result is collected once. Returns None, or why the run stopped (the scheduler went
+    away); the results collected until then stand.
+    """
+    try:
+        from distributed import Client, wait
+    except ImportError:
+        raise SystemExit("--scheduler needs dask.distributed: pip install 'ftlab[cluster]'") from None
+    try:
+        client = Client(address, timeout=20)
+    except (OSError, TimeoutError) as exc:
+        raise SystemExit(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    try:
+        shared = {}  # the files every job shares go to the cluster once
+        for job in jobs:
+            if id(job.common) not in shared:
+                shared[id(job.common)] = client.scatter(job.common, broadcast=False)
+        futures = {
+            client.submit(
+                run_job, dataclasses.replace(job, common={}), shared[id(job.common)], pure=False, retries=1
+            ): job
+            for job in jobs
+        }
+        remaining = set(futures)
+        lost_since = None
+        while remaining:
+            try:
+                done, _ = wait(list(remaining), timeout=2, return_when="FIRST_COMPLETED")
+            except (TimeoutError, OSError):
+                done = set()
+            for future in done:
+                remaining.discard(future)
+                job = futures[future]
+                if future.status == "cancelled":
+                    if client.status != "running":
+                        remaining.add(future)  # cancelled because the scheduler went away: not done
+                    else:
+                        collected(job.student, job, None)
+                    continue
+                try:
+                    result = future.result()
+                except Exception as exc:  # the job failed on every worker it ran on (KilledWorker, ...)
+                    result = JobResult(-1, f"failed on the Dask cluster: {exc!r}\n", None, {})
+                collected(job.student, job, result)
+            if client.status == "running":
+                lost_since = None
+            else:
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since >= SCHEDULER_GRACE:
+                    return f"the Dask scheduler at {address} went away"
+                time.sleep(1)
+        return None
+    finally:
+        try:
+            client.close(timeout=5)
+        except Exception:  # the scheduler is gone already
+            pass
 
 
 def grade_class(
@@ -300,16 +466,21 @@ def grade_class(
     sandbox: bool = True,
     nbgrader_args: list[str] | None = None,
     report: str | Path | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
     log=print,
 ) -> list[NotebookResult]:
-    """Autograde ``assignment`` for each student in ``submitted/``, ``jobs`` submissions at a time.
+    """Autograde ``assignment`` for each student in ``submitted/``; return and write the report rows.
 
+    ``jobs`` submissions at a time on this machine, or, with ``scheduler`` (a Dask
+    scheduler address), on the cluster's workers -- each in its own sandbox either way.
     ``wall_clock`` bounds each submission's nbgrader run (seconds; default: the
     notebooks' time budgets from ``nbgrader_config.py`` plus 120 s each); ``fast`` sets
     ``FTLAB_FAST`` for the kernels (None: inherit); ``sandbox=False`` grades without
     isolation (refused unless asked for; every row says so); ``nbgrader_args`` go to
-    every ``nbgrader autograde`` call (e.g. ``["--Execute.timeout=30"]``). Writes
-    ``report`` (default ``reports/<assignment>.csv``) and returns the rows.
+    every ``nbgrader autograde`` call (e.g. ``["--Execute.timeout=30"]``). A submission
+    graded completely before, with the same files, sources and options, is not graded
+    again unless ``force``. Writes ``report`` (default ``reports/<assignment>.csv``).
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -317,7 +488,7 @@ def grade_class(
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     nbgrader_args = list(nbgrader_args or [])
     check_nbgrader_args(nbgrader_args)
-    if sandbox:
+    if sandbox and scheduler is None:  # a cluster's workers check their own machines
         problem = check_available()
         if problem:
             raise SystemExit(f"cannot sandbox the submissions: {problem}")
@@ -346,8 +517,7 @@ def grade_class(
     found = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}"))
     wanted = [s for s in found if students is None or any(fnmatch.fnmatch(s, pat) for pat in students)]
 
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env: dict[str, str] = {}
     if fast is not None:
         env["FTLAB_FAST"] = "1" if fast else "0"
     if not sandbox:
@@ -355,14 +525,33 @@ def grade_class(
     reports = root / "reports"
     reports.mkdir(exist_ok=True)
     log_path = reports / f"{assignment}.log"
+    log_path.write_text("")
     isolation = "bubblewrap" if sandbox else "NONE (--no-sandbox)"
     results: dict[str, dict[str, NotebookResult]] = {}
-    work = Path(tempfile.mkdtemp(prefix=f"ftlab-grade-{assignment}-"))
-    lock = threading.Lock()
+    stamps: dict[str, str] = {}
+    common = course_files(root, assignment, source_dir)
+    pending_runs: dict[str, int] = {}
+    done_runs: dict[str, list[tuple[Job, JobResult | None]]] = {}
 
-    def prepare(student: str) -> list[str]:
+    def prepare(student: str) -> list[Job]:
+        """The report rows of one student and the nbgrader runs their submission needs (none if unchanged)."""
         sub_dir = submitted / student / assignment
         rows = results[student] = {name: NotebookResult(student, name, sandbox=isolation) for name in notebooks}
+        graded = root / "autograded" / student / assignment
+        stamp = stamps[student] = fingerprint(root, assignment, student, source_dir, nbgrader_args, env)
+        try:
+            previous = json.loads((graded / STAMP).read_text())
+        except (OSError, ValueError):
+            previous = {}
+        if not force and previous.get("fingerprint") == stamp and set(previous.get("rows", {})) == set(notebooks):
+            for name, row in rows.items():
+                row.status = previous["rows"][name]["status"]
+                row.sandbox = previous["rows"][name].get("sandbox", isolation)
+                row.details = [
+                    "unchanged since it was last graded; not graded again",
+                    *previous["rows"][name]["details"],
+                ]
+            return []
         runnable = []
         for name, row in rows.items():
             path = sub_dir / f"{name}.ipynb"
@@ -375,82 +564,105 @@ def grade_class(
                 continue
             row.details = _test_cell_notes(path, test_cells[name])
             runnable.append(name)
-        return runnable
-
-    def run(student: str, runnable: list[str]) -> tuple[str, list[tuple[list[str], int | None, Path]]]:
-        """Grade one submission in its own copy of the course (a worker thread; touches no shared state)."""
-        runs = []
         # One nbgrader run for the whole submission when every notebook is readable,
         # else one per readable notebook (nbgrader would drop them all on the bad one).
-        batches = [["*"]] if len(runnable) == len(notebooks) else [[n] for n in runnable]
-        for i, batch in enumerate(batches):
-            job = work / f"{student}-{i}"
-            with lock:  # a consistent snapshot of the gradebook
-                _job_course(root, job, assignment, student, source_dir)
-            args = ["autograde", assignment, f"--student={student}", f"--notebook={batch[0]}", "--force"]
-            rc, out = _run_nbgrader(args + nbgrader_args, job, env, wall_clock)
-            with lock, open(log_path, "a") as log_file:
-                log_file.write(f"\n===== {student} / {assignment} / {batch[0]} =====\n{out}")
-            runs.append((runnable if batch == ["*"] else batch, rc, job))
-        return student, runs
+        batches = [(runnable, "*")] if len(runnable) == len(notebooks) else [([n], n) for n in runnable]
+        files = _read_tree(sub_dir, f"submitted/{student}/{assignment}/")
+        return [
+            Job(assignment, student, names, pattern, files, common, nbgrader_args, env, wall_clock)
+            for names, pattern in batches
+        ]
 
-    def finish(student: str, runs: list[tuple[list[str], int | None, Path]]) -> None:
+    def finish(student: str, runs: list[tuple[Job, JobResult | None]]) -> None:
         """Only here, in the driver's own thread, is the real gradebook written."""
         rows = results[student]
+        complete = bool(runs)
         with Gradebook(db_url) as gb:
-            for names, rc, job in runs:
-                ok = rc == 0 and all((job / "autograded" / student / assignment / f"{n}.ipynb").exists() for n in names)
-                if ok:
-                    _merge(gb, f"sqlite:///{job / 'gradebook.db'}", assignment, student, names)
+            for job, result in runs:
+                if result is not None and result.gradebook is not None:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        (Path(tmp) / "gradebook.db").write_bytes(result.gradebook)
+                        _merge(gb, f"sqlite:///{Path(tmp) / 'gradebook.db'}", assignment, student, job.notebooks)
                     target = root / "autograded" / student / assignment
-                    for name in names:
-                        target.mkdir(parents=True, exist_ok=True)
-                        shutil.copy(job / "autograded" / student / assignment / f"{name}.ipynb", target)
+                    for rel, data in result.autograded.items():
+                        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                        (target / rel).write_bytes(data)
+                    for name in job.notebooks:
                         _read_outcome(target / f"{name}.ipynb", rows[name])
-                    for item in (job / "autograded" / student / assignment).iterdir():
-                        if item.suffix != ".ipynb" and item.is_file():
-                            shutil.copy(item, target)
                     continue
-                for name in names:
+                complete = False
+                for name in job.notebooks:
                     row = rows[name]
-                    if rc is None:
+                    if result is None:
+                        row.status = "not-graded"
+                        row.details.insert(0, "the grading cluster went away before this submission was graded")
+                    elif result.rc is None:
                         row.status = "wall-clock"
                         row.details.insert(0, f"nbgrader killed after {wall_clock:.0f} s")
                     else:
                         row.status = "autograde-failed"
-                        row.details.insert(0, f"nbgrader exited with {rc} (see {log_path.name})")
+                        row.details.insert(0, f"nbgrader exited with {result.rc} (see {log_path.name})")
                     if _has_grades(gb, assignment, student, name):
                         row.details.insert(1, "previous grades kept")
-                    else:
+                    elif result is not None:
                         _zero_notebook(gb, assignment, student, name)
                         row.details.insert(1, "every graded cell 0")
             for name, row in rows.items():
                 if row.status in ("missing", "invalid-notebook"):
+                    complete = False
                     _zero_notebook(gb, assignment, student, name)
                 try:
                     nb_sub = gb.find_submission_notebook(name, assignment, student)
                     row.score, row.max_score = nb_sub.score, nb_sub.max_score
                 except MissingEntry:
                     row.details.append("no gradebook entry")
-        log(
-            f"graded {student}: "
-            + ", ".join(f"{r.notebook} {r.status} {r.score:g}/{r.max_score:g}" for r in rows.values())
-        )
+        if complete:  # every notebook graded: a re-run with the same inputs has nothing to do
+            stamp = {
+                "fingerprint": stamps[student],
+                "rows": {
+                    r.notebook: {"status": r.status, "sandbox": r.sandbox, "details": r.details} for r in rows.values()
+                },
+            }
+            (root / "autograded" / student / assignment / STAMP).write_text(json.dumps(stamp, indent=1))
+        with open(log_path, "a") as fh:
+            for job, result in runs:
+                fh.write(f"\n===== {student} / {assignment} / {job.pattern} ({result.host if result else '-'}) =====\n")
+                fh.write(result.log if result else "not run\n")
+        summary = ", ".join(f"{r.notebook} {r.status} {r.score:g}/{r.max_score:g}" for r in rows.values())
+        log(f"{'graded' if runs else 'checked'} {student}: {summary}")
 
-    log_path.write_text("")
-    try:
+    handed_back: set[int] = set()
+
+    def collected(student: str, job: Job, result: JobResult | None) -> None:
+        handed_back.add(id(job))
+        done_runs.setdefault(student, []).append((job, result))
+        if len(done_runs[student]) == pending_runs[student]:
+            finish(student, done_runs.pop(student))
+
+    all_jobs: list[Job] = []
+    for student in wanted:
+        student_jobs = prepare(student)
+        pending_runs[student] = len(student_jobs)
+        if student_jobs:
+            all_jobs.extend(student_jobs)
+        else:  # nothing to run: missing, unreadable or unchanged
+            finish(student, [])
+    if scheduler is None:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            pending = []
-            for student in wanted:
-                runnable = prepare(student)
-                if runnable:
-                    pending.append(pool.submit(run, student, runnable))
-                else:
-                    finish(student, [])
-            for future in as_completed(pending):
-                finish(*future.result())
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            futures = {pool.submit(run_job, job): job for job in all_jobs}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # the driver could not even start nbgrader
+                    result = JobResult(-1, f"the grading job failed: {exc!r}\n", None, {})
+                collected(job.student, job, result)
+        lost = None
+    else:
+        lost = _run_on_cluster(scheduler, all_jobs, collected)
+        for job in all_jobs:  # what the cluster did not grade: marked, previous grades kept
+            if id(job) not in handed_back:
+                collected(job.student, job, None)
 
     rows = [row for student in wanted for row in results[student].values()]
     report = Path(report) if report else reports / f"{assignment}.csv"
@@ -459,6 +671,12 @@ def grade_class(
         writer.writerow(["assignment", "student", "notebook", "status", "score", "max_score", "sandbox", "detail"])
         for r in rows:
             writer.writerow([assignment, r.student, r.notebook, r.status, r.score, r.max_score, r.sandbox, r.detail])
+    if lost:
+        graded = sum(1 for s in wanted if all(r.status != "not-graded" for r in results[s].values()))
+        raise SystemExit(
+            f"{lost}; {graded} of {len(wanted)} submissions are graded and kept (report: {report}); "
+            "run the same command again to grade the rest"
+        )
     return rows
 
 
@@ -474,6 +692,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--fast", action="store_true", help="grade with FTLAB_FAST=1 (small data, few epochs)")
     parser.add_argument("--no-sandbox", action="store_true", help="grade without isolation (rows say so)")
     parser.add_argument("--report", help="CSV path (default reports/<assignment>.csv)")
+    parser.add_argument("--scheduler", help="Dask scheduler address: grade on the cluster's workers (tcp://host:8786)")
+    parser.add_argument("--force", action="store_true", help="grade again what is unchanged since it was graded")
     return parser
 
 
@@ -489,6 +709,8 @@ def run_cli(args: argparse.Namespace, extra: list[str]) -> int:
             sandbox=not args.no_sandbox,
             nbgrader_args=extra,
             report=args.report,
+            scheduler=args.scheduler,
+            force=args.force,
             log=lambda line: print(line, file=sys.stderr),
         )
     except (SystemExit, ValueError) as exc:

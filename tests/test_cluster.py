@@ -1,0 +1,167 @@
+"""Grading a class on a real dask.distributed cluster: a scheduler and two worker processes on this machine.
+
+A worker is killed in the middle of a grade (the submission is graded elsewhere,
+once), the scheduler goes away in the middle of a run (it stops with a clear message
+and keeps what was graded), and a re-run grades only what changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "ps1_parameters"
+FULL = ["student000", "student001", "student002"]
+UNTOUCHED = "student003"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_grading", ROOT / "benchmarks" / "grading.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0", **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _grade(course: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ftlab", "grade", ASSIGNMENT, "--fast", *args],
+        cwd=course,
+        env=env or _env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _report(course: Path) -> dict[str, dict]:
+    with open(course / "reports" / f"{ASSIGNMENT}.csv") as fh:
+        return {r["student"]: r for r in csv.DictReader(fh)}
+
+
+def _cluster():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    return cluster, Client(cluster)
+
+
+def _nbgrader_processes() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "nbgrader autograde" in cmd and "--student=student" in cmd:
+                found.append(cmd)
+    return found
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    from ftlab.grading.sandbox import check_available
+
+    assert check_available() is None, check_available()
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # the workers share 2 cores
+    course = _bench().make_course(tmp_path_factory.mktemp("cluster"), ASSIGNMENT, 4)
+    exercise = next((course / "exercises" / ASSIGNMENT).glob("*.ipynb"))
+    shutil.copy(exercise, course / "submitted" / UNTOUCHED / ASSIGNMENT / exercise.name)
+    yield course
+    if saved is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = saved
+
+
+def test_a_killed_worker_costs_a_regrade_elsewhere_never_a_double_entry(course):
+    from nbgrader.api import Gradebook
+
+    cluster, client = _cluster()
+    try:
+        proc = _grade(course, f"--scheduler={cluster.scheduler_address}")
+        killed = None
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                time.sleep(8)  # well inside a grade: the sandboxed kernel is running
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+            time.sleep(0.5)
+        out, err = proc.communicate(timeout=900)
+    finally:
+        client.close()
+        cluster.close()
+    assert killed is not None, "no task was ever running on the cluster"
+    assert proc.returncode == 0, out[-2000:] + err[-4000:]
+    report = _report(course)
+    assert sorted(report) == [*FULL, UNTOUCHED]
+    assert [float(report[s]["score"]) for s in FULL] == [10.0] * 3 and float(report[UNTOUCHED]["score"]) == 0
+    for student in report:
+        assert err.count(f"graded {student}:") == 1, err  # merged into the gradebook exactly once
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        assert len(gb.find_assignment(ASSIGNMENT).submissions) == 4
+    time.sleep(2)
+    assert _nbgrader_processes() == [], "the killed worker's nbgrader outlived it"
+
+
+def test_a_rerun_grades_only_what_changed(course):
+    proc = _grade(course, "--jobs=2")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "graded " not in err and err.count("checked ") == 4, err
+    assert all("not graded again" in r["detail"] for r in _report(course).values())
+    full = course / "submitted" / FULL[0] / ASSIGNMENT
+    notebook = next(full.glob("*.ipynb"))
+    shutil.copy(notebook, course / "submitted" / UNTOUCHED / ASSIGNMENT / notebook.name)  # a new submission
+    proc = _grade(course, "--jobs=2")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert f"graded {UNTOUCHED}:" in err and err.count("graded ") == 1, err
+    assert float(_report(course)[UNTOUCHED]["score"]) == 10.0
+
+
+def test_the_scheduler_going_away_stops_the_run_and_keeps_what_was_graded(course):
+    cluster, client = _cluster()
+    try:
+        proc = _grade(
+            course, "--force", f"--scheduler={cluster.scheduler_address}", env=_env(FTLAB_SCHEDULER_GRACE="5")
+        )
+        first = proc.stderr.readline()
+        while first and not first.startswith("graded "):
+            first = proc.stderr.readline()
+        client.close()
+        cluster.close()
+        out, rest = proc.communicate(timeout=300)
+    finally:
+        client.close()
+        cluster.close()
+    assert first.startswith("graded "), "nothing was graded before the scheduler went away"
+    assert proc.returncode == 2 and "the Dask scheduler at" in rest and "went away" in rest, rest[-2000:]
+    assert "run the same command again" in rest
+    report = _report(course)
+    lost = [s for s, r in report.items() if r["status"] == "not-graded"]
+    assert lost and len(lost) < 4, report
+    for student in lost:  # graded by the earlier tests: those grades stay
+        assert "previous grades kept" in report[student]["detail"] and float(report[student]["score"]) == 10.0
