@@ -394,6 +394,11 @@ STAMP = ".ftlab-grade.json"  # in autograded/<student>/<assignment>/: what the l
 SCHEDULER_GRACE = float(os.environ.get("FTLAB_SCHEDULER_GRACE", "30"))  # seconds without a scheduler = gone
 
 
+def _shared(files: dict[str, bytes]) -> dict[str, bytes]:
+    """A task that returns what every job shares: unlike scattered data, Dask recomputes it if a worker dies."""
+    return files
+
+
 def _run_on_cluster(address: str, jobs: list[Job], collected) -> str | None:
     """Run ``jobs`` on a Dask cluster, handing each result to ``collected`` as it arrives.
 
@@ -402,7 +407,7 @@ def _run_on_cluster(address: str, jobs: list[Job], collected) -> str | None:
     away); the results collected until then stand.
     """
     try:
-        from distributed import Client, wait
+        from distributed import Client
     except ImportError:
         raise SystemExit("--scheduler needs dask.distributed: pip install 'ftlab[cluster]'") from None
     try:
@@ -413,7 +418,7 @@ def _run_on_cluster(address: str, jobs: list[Job], collected) -> str | None:
         shared = {}  # the files every job shares go to the cluster once
         for job in jobs:
             if id(job.common) not in shared:
-                shared[id(job.common)] = client.scatter(job.common, broadcast=False)
+                shared[id(job.common)] = client.submit(_shared, job.common, pure=False)
         futures = {
             client.submit(
                 run_job, dataclasses.replace(job, common={}), shared[id(job.common)], pure=False, retries=1
@@ -423,31 +428,28 @@ def _run_on_cluster(address: str, jobs: list[Job], collected) -> str | None:
         remaining = set(futures)
         lost_since = None
         while remaining:
-            try:
-                done, _ = wait(list(remaining), timeout=2, return_when="FIRST_COMPLETED")
-            except (TimeoutError, OSError):
-                done = set()
+            connected = client.status == "running"
+            done = [f for f in remaining if f.status in ("finished", "error", "cancelled")]
             for future in done:
-                remaining.discard(future)
                 job = futures[future]
-                if future.status == "cancelled":
-                    if client.status != "running":
-                        remaining.add(future)  # cancelled because the scheduler went away: not done
-                    else:
-                        collected(job.student, job, None)
+                if future.status == "cancelled" and not connected:
+                    continue  # cancelled because the scheduler went away: not done
+                remaining.discard(future)
+                if future.status == "cancelled":  # its inputs were lost for good
+                    collected(job.student, job, None)
                     continue
                 try:
                     result = future.result()
                 except Exception as exc:  # the job failed on every worker it ran on (KilledWorker, ...)
                     result = JobResult(-1, f"failed on the Dask cluster: {exc!r}\n", None, {})
                 collected(job.student, job, result)
-            if client.status == "running":
+            if connected:
                 lost_since = None
             else:
                 lost_since = lost_since or time.monotonic()
                 if time.monotonic() - lost_since >= SCHEDULER_GRACE:
                     return f"the Dask scheduler at {address} went away"
-                time.sleep(1)
+            time.sleep(0.5)
         return None
     finally:
         try:
