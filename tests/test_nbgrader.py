@@ -412,7 +412,7 @@ for what, action in [
 print("ESCAPE", tried)
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", {MARKER!r}], start_new_session=True)
 if os.fork() == 0:
-    os.execv("/bin/sleep", ["/bin/sleep", "3600", {MARKER!r}])
+    os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(3600)", {MARKER!r}])
 threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()
 """
     flood = 'print("x" * 1_000_000)  # a flood: the grader keeps the first part only\nfor _ in range(30):\n    print("y" * 1_000_000)'
@@ -435,7 +435,7 @@ forks = 0
 for _ in range(1000):
     try:
         if os.fork() == 0:
-            os.execv("/bin/sleep", ["/bin/sleep", "3600", {MARKER!r}])
+            os.execv("/bin/sh", ["/bin/sh", "-c", "exec 2>/dev/null; sleep 3600; true", {MARKER!r}])
         forks += 1
     except OSError:
         break
