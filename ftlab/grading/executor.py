@@ -227,6 +227,7 @@ class SandboxedExecute(RobustExecute):
 
     _session: GraderSession | None = None
     _requests = itertools.count()
+    _output_left, _output_dropped = 1 << 62, False  # set per cell in preprocess_cell
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
@@ -282,6 +283,7 @@ class SandboxedExecute(RobustExecute):
     # ------------------------------------------------------------------ cells
 
     def preprocess_cell(self, cell, resources, index):
+        self._output_left, self._output_dropped = self.max_output_kb * 1024, False
         if cell.cell_type == "code" and cell.source.strip() and time.monotonic() < self._deadline:
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             own = self._by_id.get(grade_id) if grade_id else None
@@ -380,15 +382,13 @@ class SandboxedExecute(RobustExecute):
 
     def output(self, outs, msg, display_id, cell_index):
         """Keep at most ``max_output_kb`` of output per cell: a flood must not fill the grader's memory."""
-        kept = getattr(self, "_kept", None)
-        if kept is None or kept[0] != cell_index or kept[1] is not outs:
-            kept = self._kept = [cell_index, outs, 0, False]
-        text = str(msg.get("content", {}).get("text", "")) + str(msg.get("content", {}).get("data", ""))
-        kept[2] += len(text)
-        if kept[2] > self.max_output_kb * 1024 and msg["msg_type"] != "error":
-            if not kept[3]:
-                kept[3] = True
-                note = f"\n[output past {self.max_output_kb} KiB dropped by the grader]\n"
-                outs.append(nbformat.v4.new_output("stream", name="stdout", text=note))
-            return None
+        if msg["msg_type"] != "error":
+            content = msg.get("content", {})
+            self._output_left -= len(str(content.get("text", ""))) + len(str(content.get("data", "")))
+            if self._output_left < 0:
+                if not self._output_dropped:
+                    self._output_dropped = True
+                    note = f"\n[output past {self.max_output_kb} KiB dropped by the grader]\n"
+                    outs.append(nbformat.v4.new_output("stream", name="stdout", text=note))
+                return None
         return super().output(outs, msg, display_id, cell_index)
