@@ -374,3 +374,16 @@ def test_only_the_instructors_tests_run_in_the_grader(tmp_path):
     assert texts[2] == ["test runs in __grader__ answer from __main__\n"], texts
     assert texts[3][0] == "fake runs in __main__\n" and texts[3][-1] == "FileNotFoundError", texts
     assert not planted.exists()
+
+
+def test_the_environment_is_mounted_after_the_tmpfs_that_could_hide_it():
+    """A checkout or venv under /tmp (CI clones there) must not vanish under the sandbox's own /tmp."""
+    box = Sandbox()
+    try:
+        args = box.command([sys.executable, "-c", "1"], "/tmp/channel")
+    finally:
+        box.stop()
+    first_tmpfs = args.index("--tmpfs")
+    prefix = os.path.realpath(sys.prefix)
+    binds = [i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] == prefix]
+    assert binds and binds[0] > first_tmpfs

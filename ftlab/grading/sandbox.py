@@ -232,8 +232,6 @@ class Sandbox:
         for name in _ETC:
             if (Path("/etc") / name).exists():
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        for path in [*_python_paths(), *self.extra_ro_binds]:
-            args += ["--ro-bind", path, path]
         args += ["--proc", "/proc", "--dev", "/dev"]
         for dev in sorted(Path("/dev").glob("nvidia*")):  # a GPU, when the machine has one
             args += ["--dev-bind", str(dev), str(dev)]
@@ -241,7 +239,8 @@ class Sandbox:
         args += ["--size", disk, "--tmpfs", "/tmp", "--size", disk, "--tmpfs", HOME, "--dir", WORKDIR]
         if submission_dir:
             args += ["--ro-bind", submission_dir, SUBMISSION]
-        for path in ro_binds:  # after the tmpfs mounts, which would hide them
+        # After the tmpfs mounts, which would hide them (a checkout or venv under /tmp, as in CI).
+        for path in [*_python_paths(), *self.extra_ro_binds, *ro_binds]:
             args += ["--ro-bind", path, path]
         args += ["--bind", channel_dir, channel_dir, "--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
         for key, value in self.environment().items():
