@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import command_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "ps1_parameters"
@@ -70,16 +71,7 @@ def _cluster():
 
 
 def _nbgrader_processes() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if "nbgrader autograde" in cmd and "--student=student" in cmd:
-                found.append(cmd)
-    return found
+    return [cmd for cmd in command_lines().values() if "nbgrader autograde" in cmd and "--student=student" in cmd]
 
 
 @pytest.fixture(scope="module")

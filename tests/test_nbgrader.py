@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from procs import command_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -451,16 +452,7 @@ print("LIMITS", memory, "|", disk, "|", forks, "processes")
 
 
 def _marked_processes() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if MARKER in cmdline and "pytest" not in cmdline:
-                found.append(f"{entry.name}: {cmdline[:120]}")
-    return found
+    return [f"{pid}: {cmd[:120]}" for pid, cmd in command_lines().items() if MARKER in cmd and "pytest" not in cmd]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
