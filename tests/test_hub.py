@@ -1,0 +1,442 @@
+"""A class on a real JupyterHub: deploy/jupyterhub_config.py, served on 127.0.0.1, end to end.
+
+The test starts JupyterHub (its configurable-http-proxy from npm) with the repository's
+hub configuration, changing only what a test machine must: the test authenticator
+(one shared password) instead of PAM, JupyterHub's local-process spawner instead of
+systemd, private ports and a private exchange. The people are real machine accounts, as
+on a class server, so nbgrader's identity checks (who submitted what) are the real ones:
+
+- the instructor generates and releases an assignment through the course service's
+  formgrader API (students are refused there);
+- two students fetch it, edit it and submit it through the nbgrader extension of their
+  own servers, behind the hub; neither can read the other's work;
+- the instructor collects through the service, and grades with ``ftlab grade`` in the
+  course account, sandboxed: a full and a partial answer get full and partial marks;
+- a headless Chromium (Debian's, driven by Playwright) logs in as a student, opens
+  lesson 2 in JupyterLab, runs it down to the parameter-count explorer and moves its slider.
+
+It needs root (it creates the accounts and the hub switches to them), bubblewrap,
+configurable-http-proxy and chromium: ``make system-deps`` installs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEPLOY = ROOT / "deploy"
+COURSE_ID = "ftlab"
+ASSIGNMENT = "ps1_parameters"
+INSTRUCTOR, GRADER = "fth-ann", "fth-grader"
+STUDENTS = ("fth-alice", "fth-bob")
+NOTEBOOK = next((ROOT / "solutions" / ASSIGNMENT).glob("*.ipynb")).name
+LESSON = "02_feature_extraction_vs_fine_tuning.ipynb"
+CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's binary (/usr/bin/chromium is a shell wrapper)
+INSTALL = "install the system tools the tests need with `make system-deps`"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _requirements() -> None:
+    """A missing tool fails the test, saying how to install it (CI installs them all)."""
+    if os.geteuid() != 0:
+        pytest.fail("the JupyterHub test creates machine accounts and spawns servers as them: run it as root (CI does)")
+    for tool, how in [
+        ("configurable-http-proxy", "npm install -g configurable-http-proxy"),
+        ("bwrap", "apt-get install -y bubblewrap"),
+        ("useradd", "apt-get install -y passwd"),
+    ]:
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing: {how} ({INSTALL})")
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium ({INSTALL})")
+    for script in ("jupyterhub", "jupyterhub-singleuser"):
+        if not (BIN / script).exists():
+            pytest.fail(f"{BIN / script} is missing: pip install -e '.[dev]' installs jupyterhub")
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def _remove_account(name: str) -> None:
+    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    subprocess.run(["userdel", name], capture_output=True)
+
+
+def _add_account(name: str, home: Path) -> None:
+    _remove_account(name)  # left over from an interrupted run
+    subprocess.run(
+        ["useradd", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/bash", "--user-group", name],
+        check=True,
+        capture_output=True,
+    )
+    home.mkdir(parents=True, exist_ok=True)
+    _chown_tree(home, name)
+    home.chmod(0o700)  # as on a class server: nobody reads another's home
+
+
+def _chown_tree(path: Path, name: str) -> None:
+    entry = pwd.getpwnam(name)
+    for p in [path, *path.rglob("*")]:
+        os.chown(p, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+@contextlib.contextmanager
+def _reachable_by_all(*paths: Path):
+    """Let every account traverse (never list) the folders above ``paths``, for the test's duration.
+
+    The accounts run this environment's Python, which on a test machine may live in root's home
+    (pyenv's /root/.pyenv): each ancestor folder lacking o+x gets it, and its mode is put back after.
+    """
+    changed: dict[Path, int] = {}
+    try:
+        for path in paths:
+            for folder in [*reversed(path.parents), path]:
+                mode = folder.stat().st_mode
+                if folder.is_dir() and not mode & stat.S_IXOTH and folder not in changed:
+                    changed[folder] = stat.S_IMODE(mode)
+                    folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        yield
+    finally:
+        for folder, mode in changed.items():
+            folder.chmod(mode)
+
+
+# --------------------------------------------------------------------------- the hub
+
+
+@dataclass
+class Hub:
+    url: str
+    admin_token: str
+    password: str
+    base: Path
+    course: Path
+    exchange: Path
+    homes: dict[str, Path]
+    log: Path
+
+    def api(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+        headers = {"Authorization": f"token {token or self.admin_token}"}
+        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=120, **kw)
+
+    def token_for(self, user: str) -> str:
+        r = self.api("POST", f"/hub/api/users/{user}/tokens", json={"note": "e2e", "expires_in": 3600})
+        assert r.status_code in (200, 201), r.text
+        return r.json()["token"]
+
+    def start_server(self, user: str) -> None:
+        r = self.api("POST", f"/hub/api/users/{user}/server")
+        assert r.status_code in (201, 202, 400), r.text  # 400: already running
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            server = self.api("GET", f"/hub/api/users/{user}").json().get("servers", {}).get("")
+            if server and server.get("ready"):
+                return
+            time.sleep(1)
+        raise AssertionError(f"{user}'s server did not start in 180 s:\n{self.tail()}")
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
+
+
+def _write_configs(base: Path, course: Path, exchange: Path, admin_token: str, password: str, ports: dict) -> Path:
+    etc = base / "etc-jupyter"
+    etc.mkdir()
+    # Every user's nbgrader reads the shared settings of deploy/ (on a server: /etc/jupyter), here
+    # with the test's exchange.
+    (etc / "nbgrader_config.py").write_text(
+        f"c = get_config()\nload_subconfig({str(DEPLOY / 'nbgrader_global_config.py')!r})\n"
+        f"c.Exchange.root = {str(exchange)!r}\n"
+    )
+    env = {"JUPYTER_CONFIG_PATH": str(etc), "PATH": f"{BIN}:/usr/bin:/bin", "FTLAB_FAST": "1", "OMP_NUM_THREADS": "1"}
+    config = base / "jupyterhub_config.py"
+    config.write_text(
+        f"""
+c = get_config()
+load_subconfig({str(DEPLOY / 'jupyterhub_config.py')!r})  # the configuration an instructor deploys
+
+# What a test machine changes: who logs in, how servers start, where things live.
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = {password!r}
+c.JupyterHub.spawner_class = "localprocess"  # switches to the student's account, like systemd's spawner
+c.Spawner.cmd = [{str(BIN / 'jupyterhub-singleuser')!r}]
+c.Spawner.environment = {{**c.Spawner.environment, **{env!r}}}
+c.Spawner.start_timeout = 180
+c.Spawner.http_timeout = 180
+c.JupyterHub.bind_url = "http://127.0.0.1:{ports['hub']}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{ports['internal']}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{ports['proxy_api']}"
+c.JupyterHub.db_url = "sqlite:///{base / 'hub.sqlite'}"
+c.JupyterHub.cookie_secret_file = "{base / 'cookie_secret'}"
+c.ConfigurableHTTPProxy.pid_file = "{base / 'proxy.pid'}"
+
+service = c.JupyterHub.services[0]
+grader = service["user"]
+service.update(
+    user={GRADER!r},
+    cwd={str(course)!r},
+    url="http://127.0.0.1:{ports['service']}",
+    command=[{str(BIN / 'jupyterhub-singleuser')!r}, "--port={ports['service']}", "--ServerApp.root_dir={course}"],
+    environment={{**service.get("environment", {{}}), **{env!r}}},
+)
+formgrade = c.JupyterHub.load_groups["formgrade-{COURSE_ID}"]["users"]
+formgrade[formgrade.index(grader)] = {GRADER!r}
+
+# The test itself drives the hub's REST API with an admin service token.
+c.JupyterHub.services.append({{"name": "e2e", "api_token": {admin_token!r}}})
+c.JupyterHub.load_roles.append(
+    {{"name": "e2e", "services": ["e2e"], "scopes": ["admin:users", "admin:servers", "tokens", "read:users"]}}
+)
+"""
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def hub():
+    _requirements()
+    base = Path(tempfile.mkdtemp(prefix="ftlab-hub-", dir="/tmp"))
+    base.chmod(0o755)  # the accounts reach their homes through it
+    with contextlib.ExitStack() as cleanup:  # undone in reverse: hub, accounts, folder modes, files
+        cleanup.callback(shutil.rmtree, base, ignore_errors=True)
+        cleanup.enter_context(_reachable_by_all(Path(os.path.realpath(sys.executable)).parent, BIN, ROOT))
+        cleanup.callback(lambda: [_remove_account(u) for u in (GRADER, INSTRUCTOR, *STUDENTS)])
+        course, exchange, homes = _set_up_class(base)
+        admin_token, password = secrets.token_hex(16), secrets.token_hex(8)
+        ports = {k: _free_port() for k in ("hub", "internal", "proxy_api", "service")}
+        config = _write_configs(base, course, exchange, admin_token, password, ports)
+        (base / "hub").mkdir()
+        log = base / "hub.log"
+        env = {
+            **os.environ,
+            "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "FTLAB_INSTRUCTORS": INSTRUCTOR,
+            "FTLAB_STUDENTS": " ".join(STUDENTS),
+        }
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [str(BIN / "jupyterhub"), "-f", str(config)],
+                cwd=base / "hub",
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        cleanup.callback(_stop, proc)
+        h = Hub(f"http://127.0.0.1:{ports['hub']}", admin_token, password, base, course, exchange, homes, log)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if h.api("GET", "/hub/api/").status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert proc.poll() is None, f"jupyterhub exited {proc.returncode}:\n{h.tail()}"
+            assert time.monotonic() < deadline, f"jupyterhub did not answer in 120 s:\n{h.tail()}"
+            time.sleep(0.5)
+        yield h
+
+
+def _set_up_class(base: Path) -> tuple[Path, Path, dict[str, Path]]:
+    """The accounts and their homes: the course account's home is the course root."""
+    (base / "home").mkdir()
+    (base / "home").chmod(0o755)
+    course = base / "home" / GRADER
+    course.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+    shutil.copytree(ROOT / "solutions" / ASSIGNMENT, course / "solutions" / ASSIGNMENT, ignore=ignore)
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    _add_account(GRADER, course)
+    homes = {u: base / "home" / u for u in (INSTRUCTOR, *STUDENTS)}
+    for user, home in homes.items():
+        home.mkdir()
+        if user in STUDENTS:  # what deploy/build_student_bundle.sh gives a student: the lessons
+            shutil.copytree(ROOT / "lessons", home / "lessons", ignore=ignore)
+        _add_account(user, home)
+    exchange = base / "exchange"
+    exchange.mkdir()
+    exchange.chmod(0o1777)  # as deploy/README.md says: world-writable with the sticky bit
+    return course, exchange, homes
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # the hub stops the servers and the service it started
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- the class
+
+
+def _meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _solutions() -> dict[str, str]:
+    """The instructor's answers, grade_id -> source, in notebook order."""
+    source = nbformat.read(ROOT / "solutions" / ASSIGNMENT / NOTEBOOK, as_version=4)
+    return {_meta(c)["grade_id"]: c.source for c in source.cells if _meta(c).get("solution")}
+
+
+def _answered(student_nb: dict, solved: set[str] | None) -> dict:
+    """The student's notebook with the instructor's answers pasted into some solution cells."""
+    answers = _solutions()
+    nb = nbformat.from_dict(student_nb)
+    for cell in nb.cells:
+        grade_id = _meta(cell).get("grade_id")
+        if grade_id in answers and (solved is None or grade_id in solved):
+            cell.source = answers[grade_id]
+    return nb
+
+
+def _assignments(hub: Hub, user: str, token: str) -> list[dict]:
+    r = hub.api("GET", f"/user/{user}/assignments", token, params={"course_id": COURSE_ID})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body.get("success"), body
+    return body["value"]
+
+
+def test_class_releases_submits_collects_and_grades_through_the_hub(hub: Hub):
+    formgrader = f"/services/{COURSE_ID}/formgrader/api"
+    teacher = hub.token_for(INSTRUCTOR)
+    tokens = {u: hub.token_for(u) for u in STUDENTS}
+
+    # The course service answers the instructor, and nobody else.
+    r = hub.api("GET", f"{formgrader}/assignments", teacher)
+    assert r.status_code == 200, f"{r.status_code} {r.text[:500]}\n{hub.tail()}"
+    assert ASSIGNMENT in [a["name"] for a in r.json()]
+    refused = hub.api("GET", f"{formgrader}/assignments", tokens[STUDENTS[0]], allow_redirects=False)
+    assert refused.status_code in (302, 403), refused.status_code
+
+    # The instructor generates the student version and releases it.
+    for step in ("assign", "release"):
+        r = hub.api("POST", f"{formgrader}/assignment/{ASSIGNMENT}/{step}", teacher)
+        assert r.status_code == 200 and r.json()["success"], f"{step}: {r.text[:3000]}"
+    assert (hub.exchange / COURSE_ID / "outbound" / ASSIGNMENT / NOTEBOOK).exists(), r.json()["log"]
+
+    # Each student fetches, edits (alice answers everything, bob the first question) and submits.
+    solved = {STUDENTS[0]: None, STUDENTS[1]: set(list(_solutions())[:1])}
+    for student, token in tokens.items():
+        hub.start_server(student)
+        listed = _assignments(hub, student, token)
+        assert [(a["assignment_id"], a["status"]) for a in listed] == [(ASSIGNMENT, "released")], listed
+        r = hub.api("POST", f"/user/{student}/assignments/fetch", token, params={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        assert r.status_code == 200, r.text
+        path = f"/user/{student}/api/contents/{COURSE_ID}/{ASSIGNMENT}/{NOTEBOOK}"
+        r = hub.api("GET", path, token, params={"content": 1})
+        assert r.status_code == 200, r.text
+        nb = _answered(r.json()["content"], solved[student])
+        r = hub.api("PUT", path, token, json={"type": "notebook", "format": "json", "content": nb})
+        assert r.status_code == 200, r.text
+        r = hub.api("POST", f"/user/{student}/assignments/submit", token, params={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        assert r.status_code == 200 and "submitted" in {a["status"] for a in r.json()["value"]}, r.text[:2000]
+
+    # Behind the hub, a student reaches only their own server: not another's, not the other's files.
+    alice, bob = STUDENTS
+    r = hub.api("GET", f"/user/{alice}/api/contents/{COURSE_ID}", tokens[bob], allow_redirects=False)
+    assert r.status_code in (302, 403, 404), r.status_code
+    r = hub.api("GET", f"/user/{bob}/api/contents/../{alice}", tokens[bob])
+    assert r.status_code in (403, 404), r.status_code
+
+    # The instructor collects through the service (nbgrader checks each submission's owner) ...
+    r = hub.api("POST", f"{formgrader}/assignment/{ASSIGNMENT}/collect", teacher)
+    assert r.status_code == 200 and r.json()["success"], r.text[:3000]
+    for student in STUDENTS:
+        assert (hub.course / "submitted" / student / ASSIGNMENT / NOTEBOOK).exists(), student
+
+    # ... and grades in the course account, every submission sandboxed.
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(hub.course), "FTLAB_FAST": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(BIN / "ftlab"), "grade", ASSIGNMENT],
+        cwd=hub.course,
+        env=env,
+        user=GRADER,
+        group=GRADER,
+        extra_groups=[],  # none of root's groups
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "NONE" not in proc.stdout  # sandboxed
+
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+        assignment = gb.find_assignment(ASSIGNMENT)
+        scores = {s: gb.find_submission(ASSIGNMENT, s).score for s in STUDENTS}
+        assert assignment.max_score > 0
+        assert scores[alice] == assignment.max_score, (scores, proc.stdout)
+        assert 0 < scores[bob] < assignment.max_score, (scores, proc.stdout)
+
+
+def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
+    from playwright.sync_api import expect, sync_playwright
+
+    student = STUDENTS[1]
+    lesson = nbformat.read(ROOT / "lessons" / LESSON, as_version=4)
+    explorer = next(i for i, c in enumerate(lesson.cells) if c.cell_type == "code" and "UnfreezeExplorer(" in c.source)
+    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-extensions", "--no-first-run", "--mute-audio"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"{hub.url}/hub/login")
+            page.fill("#username_input", student)
+            page.fill("#password_input", hub.password)
+            page.click("#login_submit")
+            page.wait_for_url(re.compile(rf"/user/{student}/"), timeout=240_000)  # the hub spawns the server
+
+            page.goto(f"{hub.url}/user/{student}/lab/tree/lessons/{LESSON}")
+            cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+            expect(cells).to_have_count(len(lesson.cells))
+            expect(page.locator(".jp-NotebookPanel-toolbar .jp-KernelStatus, .jp-Notebook-ExecutionIndicator").first).to_be_visible()
+            cells.first.click()
+            page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next
+            for _ in range(explorer + 1):
+                page.keyboard.press("Shift+Enter")
+            output = cells.nth(explorer).locator(".jp-OutputArea")
+            expect(output).to_contain_text("top 3 of", timeout=240_000)  # the kernel ran the lesson down to it
+            before = output.inner_text()
+            handle = output.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
+            handle.focus()
+            page.keyboard.press("ArrowRight")
+            expect(output).to_contain_text("top 4 of")
+            after = output.inner_text()
+            assert re.search(r"top 3 of \d+ groups trainable", before) and re.search(r"top 4 of \d+ groups trainable", after)
+            numbers = [re.search(r"([\d,]+) of ([\d,]+) parameters", t).groups() for t in (before, after)]
+            assert numbers[0][1] == numbers[1][1] and int(numbers[1][0].replace(",", "")) > int(numbers[0][0].replace(",", ""))
+        finally:
+            browser.close()
