@@ -20,11 +20,15 @@ $(VENV)/.installed: pyproject.toml $(BIN)/python
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
 	touch $@
 
-# The grading sandbox needs bubblewrap (Debian/Ubuntu package; root or sudo, once per machine).
+# System tools (Debian/Ubuntu; root or sudo, once per machine): the grading sandbox needs
+# bubblewrap; the class test (tests/test_hub.py) needs JupyterHub's proxy (npm) and a browser.
 system-deps:
-	@command -v bwrap >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
-	@bwrap --version
+	@set -e; SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	missing=$$(for p in bubblewrap chromium; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done; \
+		command -v npm >/dev/null || echo "nodejs npm"); \
+	if [ -n "$$missing" ]; then $$SUDO apt-get update -qq; $$SUDO apt-get install -y -qq $$missing; fi; \
+	command -v configurable-http-proxy >/dev/null || $$SUDO npm install -g --silent configurable-http-proxy
+	@bwrap --version && chromium --version 2>/dev/null | head -1 && echo "configurable-http-proxy $$(configurable-http-proxy --version)"
 
 demo: $(VENV)/.installed
 	$(BIN)/ftlab compare --out runs/compare

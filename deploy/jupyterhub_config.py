@@ -10,11 +10,14 @@ Edit ROSTER (or load it from a file) and run: ``jupyterhub -f deploy/jupyterhub_
 """
 
 import os
+import pwd
+import shutil
 
 c = get_config()  # noqa: F821 -- injected by JupyterHub's config loader
 
 COURSE = "ftlab"
 GRADER = f"grader-{COURSE}"  # a machine account; its home is the course root (git clone of this repository)
+LESSONS = os.environ.get("FTLAB_LESSONS", "/srv/ftlab/lessons")  # from deploy/build_student_bundle.sh
 EXCHANGE = "/srv/nbgrader/exchange"  # world-writable with the sticky bit: `install -d -m 1777 /srv/nbgrader/exchange`
 ROSTER = {
     "instructors": os.environ.get("FTLAB_INSTRUCTORS", "instructor").split(),
@@ -37,6 +40,24 @@ c.SystemdSpawner.disable_user_sudo = True
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"
 c.Spawner.environment = {"FTLAB_COURSE": COURSE, "HF_HUB_OFFLINE": "1"}
+
+
+def copy_lessons(spawner) -> None:
+    """First start: each user gets their own copy of the lessons, so their edits stay theirs.
+
+    Runs in the hub (root) before the server starts; a later start keeps what is there.
+    """
+    account = pwd.getpwnam(spawner.user.name)
+    target = os.path.join(account.pw_dir, "lessons")
+    if not os.path.isdir(LESSONS) or os.path.exists(target):
+        return
+    shutil.copytree(LESSONS, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    for folder, _, files in os.walk(target):
+        for path in [folder, *(os.path.join(folder, f) for f in files)]:
+            os.chown(path, account.pw_uid, account.pw_gid)
+
+
+c.Spawner.pre_spawn_hook = copy_lessons
 
 # --- nbgrader: course groups, roles and the instructors' course server ------------------
 c.JupyterHub.load_groups = {

@@ -13,7 +13,7 @@ on a class server, so nbgrader's identity checks (who submitted what) are the re
 - the instructor collects through the service, and grades with ``ftlab grade`` in the
   course account, sandboxed: a full and a partial answer get full and partial marks;
 - a headless Chromium (Debian's, driven by Playwright) logs in as a student, opens
-  lesson 2 in JupyterLab, runs it down to the parameter-count explorer and moves its slider.
+  lesson 2 (the hub copied the lessons into the student's home at the first start) in JupyterLab, runs it down to the parameter-count explorer and moves its slider.
 
 It needs root (it creates the accounts and the hub switches to them), bubblewrap,
 configurable-http-proxy and chromium: ``make system-deps`` installs them.
@@ -50,6 +50,7 @@ INSTRUCTOR, GRADER = "fth-ann", "fth-grader"
 STUDENTS = ("fth-alice", "fth-bob")
 NOTEBOOK = next((ROOT / "solutions" / ASSIGNMENT).glob("*.ipynb")).name
 LESSON = "02_feature_extraction_vs_fine_tuning.ipynb"
+FAILURE_SCREENSHOT = Path(tempfile.gettempdir()) / "ftlab-hub-browser-failure.png"
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's binary (/usr/bin/chromium is a shell wrapper)
 INSTALL = "install the system tools the tests need with `make system-deps`"
 
@@ -238,6 +239,7 @@ def hub():
             "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "FTLAB_INSTRUCTORS": INSTRUCTOR,
             "FTLAB_STUDENTS": " ".join(STUDENTS),
+            "FTLAB_LESSONS": str(ROOT / "lessons"),  # the hub copies them into each home at first start
         }
         with open(log, "wb") as out:
             proc = subprocess.Popen(
@@ -248,7 +250,7 @@ def hub():
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        cleanup.callback(_stop, proc)
+        cleanup.callback(_stop, proc, base / "proxy.pid")
         h = Hub(f"http://127.0.0.1:{ports['hub']}", admin_token, password, base, course, exchange, homes, log)
         deadline = time.monotonic() + 120
         while True:
@@ -276,8 +278,6 @@ def _set_up_class(base: Path) -> tuple[Path, Path, dict[str, Path]]:
     homes = {u: base / "home" / u for u in (INSTRUCTOR, *STUDENTS)}
     for user, home in homes.items():
         home.mkdir()
-        if user in STUDENTS:  # what deploy/build_student_bundle.sh gives a student: the lessons
-            shutil.copytree(ROOT / "lessons", home / "lessons", ignore=ignore)
         _add_account(user, home)
     exchange = base / "exchange"
     exchange.mkdir()
@@ -285,13 +285,18 @@ def _set_up_class(base: Path) -> tuple[Path, Path, dict[str, Path]]:
     return course, exchange, homes
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen, proxy_pid_file: Path) -> None:
+    """Stop the hub (it stops the servers and the service it started), then whatever it left behind."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # the hub stops the servers and the service it started
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):  # a hub that crashed leaves it
+        os.kill(int(proxy_pid_file.read_text()), signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- the class
@@ -406,12 +411,19 @@ def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
     student = STUDENTS[1]
     lesson = nbformat.read(ROOT / "lessons" / LESSON, as_version=4)
     explorer = next(i for i, c in enumerate(lesson.cells) if c.cell_type == "code" and "UnfreezeExplorer(" in c.source)
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-extensions", "--no-first-run", "--mute-audio"]
+    args = [  # a CI container: no GPU, no setuid sandbox, a small /dev/shm, no network chatter
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        "--mute-audio",
+    ]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(120_000)
             page.goto(f"{hub.url}/hub/login")
             page.fill("#username_input", student)
@@ -419,24 +431,36 @@ def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
             page.click("#login_submit")
             page.wait_for_url(re.compile(rf"/user/{student}/"), timeout=240_000)  # the hub spawns the server
 
+            own = hub.homes[student] / "lessons" / LESSON  # copied at the first start, and the student's own
+            assert own.read_bytes() == (ROOT / "lessons" / LESSON).read_bytes() and own.owner() == student
             page.goto(f"{hub.url}/user/{student}/lab/tree/lessons/{LESSON}")
+            expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible(timeout=120_000)
+            status = page.locator(".jp-StatusBar-Widget", has_text="| Idle")
+            expect(status.first).to_be_visible(timeout=120_000)  # the kernel is up (code run before is dropped)
             cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-            expect(cells).to_have_count(len(lesson.cells))
-            expect(page.locator(".jp-NotebookPanel-toolbar .jp-KernelStatus, .jp-Notebook-ExecutionIndicator").first).to_be_visible()
             cells.first.click()
             page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next
-            for _ in range(explorer + 1):
+            for i in range(explorer + 1):  # run the lesson down to the explorer, one cell at a time
                 page.keyboard.press("Shift+Enter")
-            output = cells.nth(explorer).locator(".jp-OutputArea")
+                if lesson.cells[i].cell_type == "code":
+                    prompt = cells.nth(i).locator(".jp-InputPrompt")
+                    expect(prompt).to_have_text(re.compile(r"\[\d+\]"), timeout=240_000)
+            cell = page.locator(".jp-NotebookPanel .jp-CodeCell", has=page.locator(".widget-slider"))
+            output = cell.locator(".jp-Cell-outputArea")
             expect(output).to_contain_text("top 3 of", timeout=240_000)  # the kernel ran the lesson down to it
             before = output.inner_text()
             handle = output.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
             handle.focus()
             page.keyboard.press("ArrowRight")
-            expect(output).to_contain_text("top 4 of")
+            expect(output).to_contain_text("top 4 of", timeout=60_000)
             after = output.inner_text()
-            assert re.search(r"top 3 of \d+ groups trainable", before) and re.search(r"top 4 of \d+ groups trainable", after)
-            numbers = [re.search(r"([\d,]+) of ([\d,]+) parameters", t).groups() for t in (before, after)]
-            assert numbers[0][1] == numbers[1][1] and int(numbers[1][0].replace(",", "")) > int(numbers[0][0].replace(",", ""))
+            assert re.search(r"top 3 of \d+ groups", before) and re.search(r"top 4 of \d+ groups", after)
+            counts = [re.search(r"([\d,]+) of ([\d,]+) parameters", t).groups() for t in (before, after)]
+            (moved, total), (was, same_total) = counts[1], counts[0]
+            assert total == same_total and int(moved.replace(",", "")) > int(was.replace(",", ""))  # more trains
+        except Exception:
+            page.screenshot(path=str(FAILURE_SCREENSHOT))
+            print(f"browser state saved: {FAILURE_SCREENSHOT}")
+            raise
         finally:
             browser.close()
