@@ -27,7 +27,7 @@ system-deps:
 	@bwrap --version
 
 demo: $(VENV)/.installed
-	$(BIN)/ftlab compare --out runs/compare
+	$(BIN)/ftlab compare --seeds 3 --image-size 32 --out runs/compare
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
