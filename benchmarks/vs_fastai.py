@@ -82,11 +82,17 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (fastai adds its 1 frozen epoch)")
+    p.add_argument("--max-per-class", type=int, help="subsample the data (a quick check of the script itself)")
     args = p.parse_args()
     from ftlab.data import load_dataset
 
     pre = load_pretrained("efficientnet_lite0").preprocess
-    splits = load_dataset("digits", preprocess=ImagePreprocess(args.image_size, pre.mean, pre.std), seed=0)
+    splits = load_dataset(
+        "digits",
+        preprocess=ImagePreprocess(args.image_size, pre.mean, pre.std),
+        seed=0,
+        max_per_class=args.max_per_class,
+    )
     bs = Settings().batch_size
     rows = {
         "ftlab fine_tune_all (2e-3, one-cycle)": lambda s: run_ftlab(splits, s),

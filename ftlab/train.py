@@ -4,6 +4,7 @@ The loop is four pieces a student can read top to bottom, and :func:`fit` is
 exactly those pieces plus the extras (argument checks, seeding, gradual
 unfreezing, a progress bar, a :class:`History`)::
 
+    loader = make_loader(train_data, batch_size=64, shuffle=True)
     opt = build_optimizer(model, lr=1e-3)                     # AdamW over the trainable params
     sched = build_schedule(opt, "cosine", total_steps=epochs * len(loader))
     stopper = EarlyStopping(patience=3)                       # best weights + when to stop
