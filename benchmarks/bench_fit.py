@@ -89,6 +89,8 @@ def compare_trainers(device, size: int, n: int, batch_size: int, epochs: int, re
     cuda = device.type == "cuda"
     data = make_data(n, size)
     rates: dict[str, list[float]] = {"hand": [], "fit": []}
+    # one untimed warm-up (allocator, kernels, caches) so the first timed run is not penalised
+    hand_loop(timm.create_model("tf_efficientnet_lite0", num_classes=10), data, 1, batch_size, 1e-3, device, cuda, cuda)
     # interleave the two so that drifting machine load hits both alike
     for _ in range(repeats):
         for name, run in (("hand", hand_loop), ("fit", ftlab_fit)):
