@@ -38,6 +38,7 @@ __all__ = [
     "parameter_table",
     "format_parameter_table",
     "trainable_group_names",
+    "resolve_groups",
 ]
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -189,7 +190,12 @@ def layer_groups(model: nn.Module) -> list[LayerGroup]:
     )
 
 
-def _resolve(model: nn.Module, groups: Sequence[LayerGroup] | None) -> list[LayerGroup]:
+def resolve_groups(model: nn.Module, groups: Sequence[LayerGroup] | None = None) -> list[LayerGroup]:
+    """``groups`` as a list, or the model's :func:`layer_groups` when ``None``.
+
+    Every function that takes an optional ``groups=`` argument calls this, so a
+    custom grouping (:func:`make_groups`) works wherever the built-in one does.
+    """
     groups = list(layer_groups(model) if groups is None else groups)
     if not groups:
         raise ValueError("groups is empty")
@@ -264,7 +270,7 @@ def unfreeze_top(
     on groups: ``k=1`` trains only the head (feature extraction), ``k=len(groups)``
     trains everything. Returns the names of the trainable groups.
     """
-    groups = _resolve(model, groups)
+    groups = resolve_groups(model, groups)
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
     if not 1 <= k <= len(groups):
@@ -279,7 +285,7 @@ def unfreeze_top(
 
 def trainable_group_names(model: nn.Module, groups: Sequence[LayerGroup] | None = None) -> list[str]:
     """Names of groups with at least one trainable parameter."""
-    return [g.name for g in _resolve(model, groups) if any(p.requires_grad for p in g.parameters())]
+    return [g.name for g in resolve_groups(model, groups) if any(p.requires_grad for p in g.parameters())]
 
 
 # --------------------------------------------------------------------------- counting
@@ -298,7 +304,7 @@ def count_parameters(model: nn.Module) -> ParamCount:
 def parameter_table(model: nn.Module, groups: Sequence[LayerGroup] | None = None) -> list[GroupRow]:
     """One row per group: parameters and how many of them are trainable."""
     rows = []
-    for g in _resolve(model, groups):
+    for g in resolve_groups(model, groups):
         params = list(g.parameters())
         rows.append(
             GroupRow(g.name, sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from .layers import LayerGroup, _resolve
+from .layers import LayerGroup, resolve_groups
 
 __all__ = ["layerwise_lrs", "param_groups", "unfreeze_schedule", "check_gamma"]
 
@@ -78,7 +78,7 @@ def param_groups(
     Each dict has ``params``, ``lr``, ``weight_decay`` and ``name`` -- ready for
     ``torch.optim.AdamW(param_groups(...))``.
     """
-    groups = _resolve(model, groups)
+    groups = resolve_groups(model, groups)
     base_lr = _check_lr("base_lr", base_lr)
     head_lr = base_lr if head_lr is None else _check_lr("head_lr", head_lr)
     if weight_decay < 0:

@@ -5,10 +5,9 @@ the matplotlib ``Figure``; charts (:func:`lr_plot`, :func:`trainable_bars`,
 :func:`depth_plot`) draw on an ``Axes`` (a new one unless ``ax=`` is given) and
 return it -- so a notebook shows them, and a test can read back what was drawn.
 
-:func:`group_outputs` and :func:`group_features` collect what each layer group
-(:func:`ftlab.layers.layer_groups`) produces, with forward hooks: the feature
-maps the grids show, and the per-depth features of linear probes and
-representation-change measurements.
+:func:`group_outputs` and :func:`group_features` (what each layer group
+produces: the feature maps the grids show, per-depth features for probes) live
+in :mod:`ftlab.features` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -19,11 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from .layers import GroupRow, LayerGroup, _resolve
-from .utils import get_device
+from .features import group_features, group_outputs
+from .layers import GroupRow
 
 __all__ = [
     "filter_grid",
@@ -149,93 +146,6 @@ def image_grid(
             ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()
     return fig
-
-
-# --------------------------------------------------------------------------- activations
-
-
-def _pool(out: torch.Tensor | tuple) -> torch.Tensor:
-    out = out[0] if isinstance(out, tuple) else out
-    if out.ndim == 4:  # (N, C, H, W) -> global average
-        return out.mean(dim=(2, 3))
-    if out.ndim == 3:  # (N, T, D) token states -> the first ([CLS]) token
-        return out[:, 0]
-    return out
-
-
-def _hooked(model: nn.Module, groups: Sequence[LayerGroup], pool: bool, store: dict[str, list[torch.Tensor]]):
-    def hook(name: str):
-        def fn(_module: nn.Module, _inputs: tuple, out: torch.Tensor | tuple) -> None:
-            t = _pool(out) if pool else (out[0] if isinstance(out, tuple) else out)
-            store[name].append(t.detach().float().cpu())
-
-        return fn
-
-    return [g.modules[-1].register_forward_hook(hook(g.name)) for g in groups]
-
-
-@torch.no_grad()
-def group_outputs(
-    model: nn.Module,
-    x: torch.Tensor,
-    groups: Sequence[LayerGroup] | None = None,
-    pool: bool = False,
-    device: str | torch.device | None = None,
-) -> dict[str, torch.Tensor]:
-    """What each layer group outputs for the batch ``x``, name -> tensor (on CPU).
-
-    A forward hook on each group's last module records its output during one
-    forward pass in eval mode. ``pool=True`` reduces each output to one vector
-    per example: the spatial mean of a feature map, the first ([CLS]) token of
-    a sequence.
-    """
-    groups = _resolve(model, groups)
-    device = get_device(device)
-    store: dict[str, list[torch.Tensor]] = {g.name: [] for g in groups}
-    handles = _hooked(model, groups, pool, store)
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        model(x.to(device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return {name: ts[0] for name, ts in store.items() if ts}
-
-
-@torch.no_grad()
-def group_features(
-    model: nn.Module,
-    data: Dataset | DataLoader,
-    groups: Sequence[LayerGroup] | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Pooled outputs of every group for a whole image data set, and its labels.
-
-    ``(features, labels)`` with ``features[name]`` shaped ``(N, channels)`` --
-    the input of a per-depth linear probe. Items of ``data`` are ``(x, y)``.
-    """
-    groups = _resolve(model, groups)
-    device = get_device(device)
-    store: dict[str, list[torch.Tensor]] = {g.name: [] for g in groups}
-    labels: list[torch.Tensor] = []
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
-    handles = _hooked(model, groups, True, store)
-    was_training = model.training
-    model.to(device).eval()
-    try:
-        for x, y in loader:
-            model(x.to(device))
-            labels.append(torch.as_tensor(y).cpu())
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    if not labels:
-        raise ValueError("data is empty")
-    return {name: torch.cat(ts) for name, ts in store.items() if ts}, torch.cat(labels)
 
 
 # --------------------------------------------------------------------------- charts

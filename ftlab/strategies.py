@@ -2,7 +2,11 @@
 
 Each strategy starts from a fresh copy of the same pretrained model (or, for
 ``scratch``, the same architecture randomly initialised), trains on the same
-splits with the same seed, and is scored on the same held-out test set.
+splits with the same seed, and is scored on the same held-out test set. With
+a few hundred test images one image is ~0.4 %, so single-seed differences are
+noise: :func:`compare` runs each strategy over several seeds,
+:func:`summarize` reports mean +- standard deviation, and :func:`select_strategy`
+picks on *validation* accuracy -- the test accuracy of the pick is reported once.
 
 ================== ============================================================
 strategy           what trains
@@ -19,26 +23,32 @@ scratch            every layer of a randomly initialised network
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .layers import count_parameters, layer_groups, unfreeze, unfreeze_top
+from .features import fit_head_on_features, head_module
+from .layers import LayerGroup, count_parameters, layer_groups, unfreeze, unfreeze_top
 from .optim import param_groups, unfreeze_schedule
-from .train import History, cached_features, evaluate, fit, head_module
+from .train import FitConfig, History, evaluate, fit
 from .utils import seed_everything
 
 __all__ = [
     "STRATEGIES",
     "StrategyResult",
     "Settings",
+    "StrategySummary",
     "compare",
     "run_strategy",
+    "summarize",
+    "select_strategy",
     "recommend_strategy",
     "results_table",
     "plot_results",
@@ -57,19 +67,27 @@ TEXT_STRATEGIES = ("feature_extraction", "fine_tune_all", "layerwise")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Hyperparameters of a comparison. Defaults suit EfficientNet-Lite0 on small images."""
+class Settings(FitConfig):
+    """Hyperparameters of a comparison. Defaults suit EfficientNet-Lite0 on small images.
+
+    Every :func:`ftlab.train.fit` hyperparameter (:class:`ftlab.train.FitConfig`:
+    ``batch_size``, ``schedule``, ``warmup_epochs``, ``label_smoothing``,
+    ``grad_clip``, ...) is a field and reaches every strategy's ``fit``; the
+    fields below are the strategies' own, and the defaults this comparison
+    changes. ``lr`` is the fine-tuning rate (top/all/layerwise/gradual);
+    ``weight_decay`` applies alike to every strategy, biases and norm weights
+    excluded (:func:`ftlab.optim.param_groups`).
+    """
 
     epochs: int = 3
-    batch_size: int = 64
     lr: float = 2e-3  # fine-tuning rate (top/all/layerwise/gradual) for Adam on a CNN
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
     head_lr: float = 1e-2  # feature extraction trains a linear model: a larger step is safe
     scratch_lr: float = 3e-3
     head_epochs: int = 30  # feature extraction epochs are almost free once features are cached
     gamma: float = 0.8
     top_k: int = 3
-    weight_decay: float = 1e-4
-    schedule: str = "onecycle"
 
 
 TEXT_SETTINGS = Settings(
@@ -79,6 +97,8 @@ TEXT_SETTINGS = Settings(
 
 @dataclass
 class StrategyResult:
+    """One strategy trained with one seed."""
+
     name: str
     test_accuracy: float
     trainable_params: int
@@ -86,10 +106,14 @@ class StrategyResult:
     seconds: float
     samples_per_s: float
     history: History = field(repr=False)
+    val_accuracy: float | None = None
+    seed: int = 0
 
     def as_row(self) -> dict[str, Any]:
         return {
             "strategy": self.name,
+            "seed": self.seed,
+            "val_accuracy": None if self.val_accuracy is None else round(self.val_accuracy, 4),
             "test_accuracy": round(self.test_accuracy, 4),
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
@@ -98,7 +122,29 @@ class StrategyResult:
         }
 
 
+@dataclass(frozen=True)
+class StrategySummary:
+    """One strategy over its seeds: means and sample standard deviations (0 for one seed)."""
+
+    name: str
+    seeds: int
+    val_accuracy: float
+    val_std: float
+    test_accuracy: float
+    test_std: float
+    seconds: float
+    seconds_std: float
+    trainable_params: int
+    total_params: int
+
+
 # --------------------------------------------------------------------------- running
+
+
+def _groups(model: nn.Module, lr: float, s: Settings, gamma: float = 1.0, **kw) -> list[dict[str, Any]]:
+    # One weight-decay policy for every strategy: ``s.weight_decay`` on weights,
+    # none on biases and norm parameters.
+    return param_groups(model, lr, gamma, head_lr=lr, weight_decay=s.weight_decay, **kw)
 
 
 def run_strategy(
@@ -117,44 +163,53 @@ def run_strategy(
         raise ValueError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
     seed_everything(seed)
     s = settings
-    common = dict(batch_size=s.batch_size, device=device, seed=seed, progress=progress, schedule=s.schedule)
+    common = s.fit_kwargs(exclude=("epochs", "lr", "weight_decay"))
+    common.update(device=device, seed=seed, progress=progress)
     n_train = len(splits.train)
     start = time.perf_counter()
 
     if name == "feature_extraction":
         head = head_module(model)
-        model.requires_grad_(False)
+        head_group = [LayerGroup("head", (head,))]
         head.requires_grad_(True)
-        kw = dict(device=device, collate_fn=collate_fn, batch_size=max(128, s.batch_size))
-        train, val, test = (cached_features(model, d, head=head, **kw) for d in (splits.train, splits.val, splits.test))
-        history = fit(head, train, val, epochs=s.head_epochs, lr=s.head_lr, weight_decay=s.weight_decay, **common)
-        accuracy = evaluate(head, test, device=device)["accuracy"]
-        seen = n_train * (1 + s.head_epochs)  # one pass through the network, then cheap epochs
+        history, accuracy = fit_head_on_features(
+            model,
+            splits.train,
+            splits.val,
+            splits.test,
+            head=head,
+            collate_fn=collate_fn,
+            epochs=s.head_epochs,
+            param_groups=_groups(head, s.head_lr, s, groups=head_group),
+            **common,
+        )
+        seen = n_train * (1 + len(history.epochs))  # one pass through the network, then cheap epochs
     else:
-        fit_kw: dict[str, Any] = dict(epochs=s.epochs, collate_fn=collate_fn, weight_decay=s.weight_decay, **common)
+        groups = layer_groups(model)
+        fit_kw: dict[str, Any] = dict(epochs=s.epochs, collate_fn=collate_fn, **common)
         if name == "fine_tune_top":
-            unfreeze_top(model, min(s.top_k, len(layer_groups(model))))
-            fit_kw["lr"] = s.lr
-        elif name == "fine_tune_all":
+            unfreeze_top(model, min(s.top_k, len(groups)))
+            fit_kw["param_groups"] = _groups(model, s.lr, s)
+        elif name in ("fine_tune_all", "scratch"):
             unfreeze(model)
-            fit_kw["lr"] = s.lr
+            fit_kw["param_groups"] = _groups(model, s.scratch_lr if name == "scratch" else s.lr, s)
         elif name == "layerwise":
             unfreeze(model)
-            fit_kw["param_groups"] = param_groups(model, s.lr, s.gamma, head_lr=s.lr, weight_decay=s.weight_decay)
-        elif name == "gradual":
-            n = len(layer_groups(model))
-            step = 1 if s.epochs == 1 else math.ceil((n - 1) / (s.epochs - 1))
-            fit_kw.update(lr=s.lr, unfreeze=unfreeze_schedule(n, s.epochs, step=step))
-        else:  # scratch
+            fit_kw["param_groups"] = _groups(model, s.lr, s, gamma=s.gamma)
+        else:  # gradual: every parameter in the optimizer, unfrozen top-down epoch by epoch
+            n = len(groups)
+            step = 1 if s.epochs == 1 else max(1, math.ceil((n - 1) / (s.epochs - 1)))
             unfreeze(model)
-            fit_kw["lr"] = s.scratch_lr
+            fit_kw.update(param_groups=_groups(model, s.lr, s), unfreeze=unfreeze_schedule(n, s.epochs, step=step))
         history = fit(model, splits.train, splits.val, **fit_kw)
         accuracy = evaluate(model, splits.test, device=device, collate_fn=collate_fn)["accuracy"]
         seen = n_train * len(history.epochs)
     seconds = time.perf_counter() - start
     counts = count_parameters(model)
     trainable = max(h for h in history.column("trainable")) if history.epochs else counts.trainable
-    return StrategyResult(name, accuracy, int(trainable), counts.total, seconds, seen / seconds, history)
+    return StrategyResult(
+        name, accuracy, int(trainable), counts.total, seconds, seen / seconds, history, history.best_val_accuracy, seed
+    )
 
 
 def compare(
@@ -163,16 +218,27 @@ def compare(
     *,
     strategies: Sequence[str] | None = None,
     settings: Settings | None = None,
+    overrides: Mapping[str, Any] | None = None,
     image_size: int = 48,
     max_per_class: int | None = None,
     seed: int = 0,
+    seeds: int = 1,
     device=None,
     progress: bool = True,
 ) -> list[StrategyResult]:
-    """Run several strategies on one model and data set; one result per strategy."""
+    """Run several strategies on one model and data set, each over ``seeds`` seeds; one result per run.
+
+    The data split is fixed by ``seed``; the runs use training seeds ``seed``,
+    ``seed + 1``, ... (weight init of the new head, shuffling, dropout).
+    ``settings`` defaults to :data:`TEXT_SETTINGS` for a text model (one with a
+    tokenizer) and :class:`Settings` otherwise -- decided by the model loaded,
+    not its name; ``overrides`` replaces fields of that default.
+    """
     from .data import load_dataset, text_collate
     from .models import ImagePreprocess, load_pretrained
 
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
     probe = load_pretrained(model)
     is_text = hasattr(probe, "tokenizer")
     strategies = list(strategies or (TEXT_STRATEGIES if is_text else STRATEGIES))
@@ -180,6 +246,8 @@ def compare(
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
     settings = settings or (TEXT_SETTINGS if is_text else Settings())
+    if overrides:
+        settings = dataclasses.replace(settings, **overrides)
     if is_text:
         splits = load_dataset(dataset, seed=seed, max_per_class=max_per_class)
         collate = text_collate(probe.tokenizer)
@@ -190,17 +258,52 @@ def compare(
         collate = None
     results = []
     for name in strategies:
-        # Seed before building: the new head's random init must not depend on
-        # which strategies ran before this one.
-        seed_everything(seed)
-        net = load_pretrained(model, num_classes=splits.num_classes, pretrained=name != "scratch")
-        results.append(
-            run_strategy(name, net, splits, settings, collate_fn=collate, device=device, seed=seed, progress=progress)
-        )
-        if progress:
-            r = results[-1]
-            print(f"{r.name:>18}: test accuracy {r.test_accuracy:.4f} in {r.seconds:.1f} s", flush=True)
+        for run_seed in range(seed, seed + seeds):
+            # Seed before building: the new head's random init must not depend on
+            # which strategies ran before this one.
+            seed_everything(run_seed)
+            net = load_pretrained(model, num_classes=splits.num_classes, pretrained=name != "scratch")
+            r = run_strategy(
+                name, net, splits, settings, collate_fn=collate, device=device, seed=run_seed, progress=progress
+            )
+            results.append(r)
+            if progress:
+                print(
+                    f"{r.name:>18} seed {r.seed}: val {r.val_accuracy:.4f}  test {r.test_accuracy:.4f}  "
+                    f"in {r.seconds:.1f} s",
+                    flush=True,
+                )
     return results
+
+
+def summarize(results: Sequence[StrategyResult]) -> list[StrategySummary]:
+    """Mean and standard deviation over seeds, one summary per strategy (in order of first appearance)."""
+    by_name: dict[str, list[StrategyResult]] = {}
+    for r in results:
+        by_name.setdefault(r.name, []).append(r)
+
+    def mean_std(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    out = []
+    for name, runs in by_name.items():
+        val = [r.val_accuracy for r in runs if r.val_accuracy is not None]
+        v, v_sd = mean_std(val) if val else (math.nan, math.nan)
+        t, t_sd = mean_std([r.test_accuracy for r in runs])
+        sec, sec_sd = mean_std([r.seconds for r in runs])
+        trainable = max(r.trainable_params for r in runs)
+        out.append(StrategySummary(name, len(runs), v, v_sd, t, t_sd, sec, sec_sd, trainable, runs[0].total_params))
+    return out
+
+
+def select_strategy(results: Sequence[StrategyResult]) -> StrategySummary:
+    """The strategy with the best mean *validation* accuracy (the test set plays no part in choosing)."""
+    summaries = summarize(results)
+    if not summaries:
+        raise ValueError("no results to select from")
+    if any(math.isnan(s.val_accuracy) for s in summaries):
+        raise ValueError("every strategy needs a validation accuracy to select on")
+    return max(summaries, key=lambda s: s.val_accuracy)
 
 
 # --------------------------------------------------------------------------- choosing
@@ -246,45 +349,72 @@ def recommend_strategy(n_samples: int, domain_similarity: str | float, small_dat
 
 
 def results_table(results: Sequence[StrategyResult]) -> str:
-    """Plain-text table: accuracy, trainable parameters, wall time, throughput."""
-    head = f"{'strategy':<20}{'test acc':>10}{'trainable':>14}{'of total':>10}{'time (s)':>10}{'samples/s':>11}"
+    """Plain-text table over seeds: validation and test accuracy (mean +- std), trainable share, wall time.
+
+    The last line names the strategy selected on validation accuracy and its
+    test accuracy -- the one number to quote.
+    """
+    summaries = summarize(results)
+    head = (
+        f"{'strategy':<20}{'seeds':>6}{'val acc':>17}{'test acc':>17}{'trainable':>13}{'of total':>9}{'time (s)':>14}"
+    )
     lines = [head, "-" * len(head)]
-    for r in results:
-        share = r.trainable_params / r.total_params
+    for s in summaries:
+        share = s.trainable_params / s.total_params
         lines.append(
-            f"{r.name:<20}{r.test_accuracy:>10.4f}{r.trainable_params:>14,}{share:>10.1%}"
-            f"{r.seconds:>10.1f}{r.samples_per_s:>11.1f}"
+            f"{s.name:<20}{s.seeds:>6}{_pm(s.val_accuracy, s.val_std):>17}{_pm(s.test_accuracy, s.test_std):>17}"
+            f"{s.trainable_params:>13,}{share:>9.1%}{s.seconds:>8.1f} ± {s.seconds_std:<4.1f}"
+        )
+    if summaries and not any(math.isnan(s.val_accuracy) for s in summaries):
+        best = select_strategy(results)
+        lines.append(
+            f"selected on validation: {best.name} -- test accuracy {best.test_accuracy:.2%}"
+            + (f" ± {best.test_std:.2%} over {best.seeds} seeds" if best.seeds > 1 else "")
         )
     return "\n".join(lines)
 
 
-def plot_results(results: Sequence[StrategyResult], axes=None):
-    """Two bar charts: test accuracy and wall time per strategy."""
-    import matplotlib.pyplot as plt
+def _pm(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
 
+
+def plot_results(results: Sequence[StrategyResult], axes=None):
+    """Accuracy against compute: validation accuracy (mean, error bar = std over seeds)
+    against wall time and against trainable parameters (log scale), one point per strategy.
+
+    ``axes``: two matplotlib axes (new ones from pyplot if not given). Returns them.
+    """
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    names = [r.name for r in results]
-    axes[0].bar(names, [r.test_accuracy for r in results], color="tab:blue")
-    axes[0].set_ylabel("test accuracy")
-    axes[0].set_ylim(0, 1)
-    axes[1].bar(names, [r.seconds for r in results], color="tab:orange")
-    axes[1].set_ylabel("wall time (s)")
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=30)
-        for label in ax.get_xticklabels():
-            label.set_horizontalalignment("right")
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    summaries = summarize(results)
+    use_val = not any(math.isnan(s.val_accuracy) for s in summaries)
+    label = "validation accuracy" if use_val else "test accuracy"
+    for i, s in enumerate(summaries):
+        acc, sd = (s.val_accuracy, s.val_std) if use_val else (s.test_accuracy, s.test_std)
+        color = f"C{i}"
+        for ax, x, xerr in ((axes[0], s.seconds, s.seconds_std), (axes[1], s.trainable_params, None)):
+            ax.errorbar(x, acc, yerr=sd, xerr=xerr, fmt="o", color=color, capsize=3, label=s.name)
+            ax.annotate(s.name, (x, acc), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    seeds = max((s.seeds for s in summaries), default=1)
+    axes[0].set(xlabel="wall time (s)", ylabel=label)
+    axes[1].set(xlabel="trainable parameters", ylabel=label, xscale="log")
+    axes[0].set_title(f"accuracy vs compute (mean ± std over {seeds} seed{'s' if seeds > 1 else ''})", fontsize=10)
     axes[0].figure.tight_layout()
     return axes
 
 
 def save_results(results: Sequence[StrategyResult], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``results.csv`` and ``results.png`` into ``out_dir``; return both paths."""
-    import matplotlib
+    """Write ``results.csv`` (one row per run) and ``results.png`` into ``out_dir``; return both paths.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    The figure is drawn on a standalone matplotlib ``Figure``: pyplot and the
+    caller's backend (a notebook's inline one) are left alone.
+    """
+    from matplotlib.figure import Figure
 
+    if not results:
+        raise ValueError("no results to save")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = out / "results.csv", out / "results.png"
@@ -293,7 +423,7 @@ def save_results(results: Sequence[StrategyResult], out_dir: str | Path) -> tupl
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    axes = plot_results(results)
-    axes[0].figure.savefig(png_path, dpi=120)
-    plt.close(axes[0].figure)
+    fig = Figure(figsize=(11, 4))
+    plot_results(results, axes=fig.subplots(1, 2))
+    fig.savefig(png_path, dpi=120)
     return csv_path, png_path

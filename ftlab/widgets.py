@@ -21,7 +21,7 @@ import torch
 from IPython.display import display
 from torch import nn
 
-from .layers import LayerGroup, _resolve, count_parameters, parameter_table, unfreeze_top
+from .layers import LayerGroup, count_parameters, parameter_table, resolve_groups, unfreeze_top
 from .optim import layerwise_lrs
 from .plots import lr_plot, trainable_bars
 
@@ -125,7 +125,7 @@ class UnfreezeExplorer(Explorer):
 
     def __init__(self, model: nn.Module, k: int = 1, groups: Sequence[LayerGroup] | None = None, draw: bool = True):
         self.model = model
-        self.groups = _resolve(model, groups)
+        self.groups = resolve_groups(model, groups)
         n = len(self.groups)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
             raise ValueError(f"k must be an int between 1 and the number of groups ({n}), got {k!r}")

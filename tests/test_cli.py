@@ -17,6 +17,8 @@ def test_compare_cli_quick_on_efficientnet_digits(tmp_path, capsys):
             "--quick",
             "--strategies",
             "feature_extraction,fine_tune_top,scratch",
+            "--seeds",
+            "2",
             "--out",
             str(tmp_path),
             "--no-progress",
@@ -25,14 +27,16 @@ def test_compare_cli_quick_on_efficientnet_digits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
-    assert [r["strategy"] for r in rows] == ["feature_extraction", "fine_tune_top", "scratch"]
+    assert [(r["strategy"], r["seed"]) for r in rows] == [
+        (name, seed) for name in ("feature_extraction", "fine_tune_top", "scratch") for seed in ("0", "1")
+    ]
     by = {r["strategy"]: r for r in rows}
     assert int(by["feature_extraction"]["trainable_params"]) == 1280 * 10 + 10  # Lite0's classifier
     assert int(by["scratch"]["trainable_params"]) == int(by["scratch"]["total_params"])
     # pretrained ImageNet features beat a random network trained as briefly
     assert float(by["feature_extraction"]["test_accuracy"]) > float(by["scratch"]["test_accuracy"])
     assert (tmp_path / "results.png").stat().st_size > 1000
-    assert "best:" in out and "feature_extraction" in out
+    assert "selected on validation: " in out and "feature_extraction" in out and " ± " in out
 
 
 @pytest.mark.slow
@@ -44,6 +48,22 @@ def test_compare_result_does_not_depend_on_which_strategies_ran_before():
     _, after = compare("efficientnet_lite0", "digits", strategies=["feature_extraction", "fine_tune_top"], **kw)
     assert after.test_accuracy == alone.test_accuracy
     assert after.history.column("train_loss") == alone.history.column("train_loss")
+
+
+def test_compare_cli_leaves_image_or_text_defaults_to_the_model(tmp_path, monkeypatch):
+    """The CLI passes only what was asked for; compare() picks image or text settings by the model it loads."""
+    import ftlab.cli
+
+    seen = {}
+
+    def fake_compare(model, dataset, **kw):
+        seen.update(kw, model=model)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(ftlab.cli, "compare", fake_compare)
+    code = main(["compare", "--model", "bert-base-uncased", "--dataset", "sst2", "--epochs", "2", "--seeds", "3"])
+    assert code == 2 and seen["model"] == "bert-base-uncased"
+    assert "settings" not in seen and seen["overrides"] == {"epochs": 2} and seen["seeds"] == 3
 
 
 def test_compare_cli_rejects_unknown_strategy(tmp_path, capsys):

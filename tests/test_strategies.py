@@ -1,6 +1,9 @@
 """ftlab.strategies: each strategy trains what it says; the decision tree; reports."""
 
 import csv
+import dataclasses
+import inspect
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -9,15 +12,21 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
+import ftlab.features
+import ftlab.strategies
 from ftlab.strategies import (
     STRATEGIES,
     Settings,
+    StrategyResult,
+    plot_results,
     recommend_strategy,
     results_table,
     run_strategy,
     save_results,
+    select_strategy,
+    summarize,
 )
-from ftlab.train import fit
+from ftlab.train import FitConfig, History, fit
 
 FAST = Settings(epochs=3, batch_size=64, lr=3e-3, head_lr=1e-2, head_epochs=20, scratch_lr=3e-3, top_k=2)
 
@@ -129,8 +138,71 @@ def test_reports(splits, pretrained, tmp_path):
     ]
     text = results_table(results)
     assert "feature_extraction" in text and f"{results[1].test_accuracy:.4f}" in text and "330" in text
+    assert all(r.val_accuracy == r.history.best_val_accuracy is not None for r in results)
     csv_path, png_path = save_results(results, tmp_path / "out")
     rows = list(csv.DictReader(csv_path.open()))
     assert [r["strategy"] for r in rows] == ["feature_extraction", "fine_tune_all"]
     assert float(rows[1]["test_accuracy"]) == round(results[1].test_accuracy, 4)
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gradual_with_a_single_group(splits):
+    model = nn.Sequential(nn.Linear(64, 10))
+    r = run_strategy("gradual", model, splits, FAST, progress=False)
+    assert r.history.column("trainable") == [650] * FAST.epochs and r.test_accuracy > 0.5
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_uses_the_same_weight_decay_policy(name, splits, pretrained, monkeypatch):
+    """Weights decay by settings.weight_decay, biases not at all -- whichever strategy trains them."""
+    seen = []
+
+    def recording_fit(model, *args, **kwargs):
+        seen.append(kwargs)
+        return fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(ftlab.strategies, "fit", recording_fit)
+    monkeypatch.setattr(ftlab.features, "fit", recording_fit)
+    s = dataclasses.replace(FAST, epochs=1, head_epochs=1, weight_decay=0.05)
+    run_strategy(name, net(seed=1) if name == "scratch" else pretrained(), splits, s, progress=False)
+    (kwargs,) = seen
+    assert "lr" not in kwargs and "weight_decay" not in kwargs
+    decays = {p.ndim: g["weight_decay"] for g in kwargs["param_groups"] for p in g["params"]}
+    assert decays == {2: 0.05, 1: 0.0}
+
+
+def test_settings_are_fits_arguments():
+    """Settings extends FitConfig, whose fields are fit's keyword arguments with fit's defaults."""
+    params = inspect.signature(fit).parameters
+    for f in dataclasses.fields(FitConfig):
+        assert params[f.name].default == f.default, f.name
+    assert {f.name for f in dataclasses.fields(FitConfig)} <= {f.name for f in dataclasses.fields(Settings)}
+    s = Settings(grad_clip=1.0, label_smoothing=0.1)
+    assert s.fit_kwargs()["grad_clip"] == 1.0 and "head_lr" not in s.fit_kwargs()
+
+
+def fake(name, seed, val, test, seconds=1.0):
+    return StrategyResult(name, test, 10, 100, seconds, 1.0, History(), val, seed)
+
+
+def test_summary_over_seeds_selects_on_validation_and_reports_test_once(tmp_path):
+    import matplotlib
+
+    results = [
+        fake("a", 0, 0.90, 0.99), fake("a", 1, 0.92, 0.97),  # best on test, worse on validation
+        fake("b", 0, 0.95, 0.93), fake("b", 1, 0.97, 0.95),
+    ]  # fmt: skip
+    a, b = summarize(results)
+    assert (a.name, a.seeds, a.val_accuracy, a.test_accuracy) == ("a", 2, pytest.approx(0.91), pytest.approx(0.98))
+    assert a.val_std == pytest.approx(math.sqrt(2) * 0.01) and b.test_std == pytest.approx(math.sqrt(2) * 0.01)
+    assert select_strategy(results).name == "b"
+    text = results_table(results)
+    assert "0.9100 ± 0.0141" in text
+    assert text.splitlines()[-1] == "selected on validation: b -- test accuracy 94.00% ± 1.41% over 2 seeds"
+    axes = plot_results(results)
+    ys = [c.lines[0].get_ydata()[0] for c in axes[0].containers]  # one error-bar set per strategy
+    assert ys == [pytest.approx(0.91), pytest.approx(0.96)]
+    backend = matplotlib.get_backend()
+    csv_path, _ = save_results(results, tmp_path)
+    assert matplotlib.get_backend() == backend  # the caller's (notebook's) backend is left alone
+    assert [r["seed"] for r in csv.DictReader(csv_path.open())] == ["0", "1", "0", "1"]

@@ -1,5 +1,7 @@
 """ftlab.train: schedules agree with torch's, fit is reproducible, stops early, keeps the best model."""
 
+import contextlib
+
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -9,7 +11,24 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from ftlab.layers import count_parameters, layer_groups, unfreeze_top
 from ftlab.optim import param_groups, unfreeze_schedule
-from ftlab.train import cached_features, evaluate, fit, head_module, predict, schedule_factor
+from ftlab.train import (
+    EarlyStopping,
+    amp_dtype,
+    build_optimizer,
+    build_schedule,
+    cached_features,
+    evaluate,
+    fit,
+    head_module,
+    make_loader,
+    predict,
+    schedule_factor,
+    train_epoch,
+)
+from ftlab.utils import seed_everything
+
+# Every device this machine has: the CPU variants always run, the CUDA ones where a GPU is present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def digits_tensors():
@@ -122,11 +141,19 @@ def test_layerwise_rates_survive_the_schedule():
     groups = param_groups(model, base_lr=1e-2, gamma=0.1)
     ratios0 = [g["lr"] / groups[-1]["lr"] for g in groups]
     assert ratios0 == pytest.approx([0.1, 1.0, 1.0])  # layer1, layer2 (top body group), head
+    snapshot = [{k: v for k, v in g.items() if k != "params"} for g in groups]
     h = fit(model, train, epochs=1, param_groups=groups, schedule="onecycle", progress=False)
-    # the optimizer updated these very dicts: after the schedule ran, each group's real lr
-    # is still gamma-decayed relative to the head (the schedule scales every group alike)
-    assert [g["lr"] / groups[-1]["lr"] for g in groups] == pytest.approx(ratios0)
-    assert groups[-1]["lr"] == pytest.approx(1e-2 / 25e4, rel=1e-3) == h.column("lr")[-1]
+    # fit trains on copies: the caller's dicts keep the rates they asked for
+    assert [{k: v for k, v in g.items() if k != "params"} for g in groups] == snapshot
+    assert h.column("lr")[-1] == pytest.approx(1e-2 / 25e4, rel=1e-3)
+    # the schedule scales every group alike: the real rates stay gamma-decayed relative to the head
+    opt = build_optimizer(model, param_groups=groups)
+    sched = build_schedule(opt, "onecycle", total_steps=20)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    assert [g["lr"] / opt.param_groups[-1]["lr"] for g in opt.param_groups] == pytest.approx(ratios0)
+    assert opt.param_groups[-1]["lr"] == pytest.approx(1e-2 * schedule_factor("onecycle", 7, 20))
 
 
 def test_frozen_groups_unchanged_and_gradual_unfreezing():
@@ -193,9 +220,145 @@ def test_bad_arguments():
     frozen = mlp().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         fit(frozen, train)
-    with (
-        pytest.raises(ValueError, match="CUDA is not available")
-        if not torch.cuda.is_available()
-        else pytest.raises(Exception)
-    ):
-        fit(mlp(), train, device="cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            fit(mlp(), train, device="cuda")
+
+
+def test_the_loop_pieces_are_fit():
+    """build_optimizer + build_schedule + train_epoch + EarlyStopping, written out, give fit's exact weights."""
+    train, val, _ = digits_tensors()
+    by_fit = mlp()
+    h = fit(by_fit, train, val, epochs=3, lr=3e-3, batch_size=32, schedule="cosine", patience=5, progress=False)
+
+    model = mlp()
+    seed_everything(0)
+    loader = make_loader(train, batch_size=32, shuffle=True, seed=0)
+    opt = build_optimizer(model, lr=3e-3)
+    sched = build_schedule(opt, "cosine", total_steps=3 * len(loader))
+    stopper = EarlyStopping(patience=5)
+    for epoch in range(1, 4):
+        stats = train_epoch(model, loader, opt, sched)
+        if stopper.update(model, evaluate(model, val)["accuracy"], epoch):
+            break
+    stopper.restore(model)
+    assert stats["train_loss"] == pytest.approx(h.column("train_loss")[-1])
+    assert stopper.best_epoch == h.best_epoch
+    for a, b in zip(model.state_dict().values(), by_fit.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def conv_net(seed=0, classes=10):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, classes),
+    )
+
+
+def digit_images(n=256):
+    train, _, _ = digits_tensors()
+    x, y = train.tensors
+    return TensorDataset(x[:n].reshape(-1, 1, 8, 8), y[:n])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("amp", ["bf16", "fp16", True])
+def test_mixed_precision_gradscaler_channels_last_and_clipping(device, amp):
+    """The GPU extras run (and learn) on every device: autocast, a GradScaler for fp16, channels-last, clipping."""
+    data = digit_images()
+    model = conv_net()
+    h = fit(
+        model,
+        data,
+        data,
+        epochs=6,
+        lr=1e-2,
+        batch_size=32,
+        amp=amp,
+        channels_last=True,
+        grad_clip=1.0,
+        device=device,
+        progress=False,
+    )
+    assert h.column("train_loss")[-1] < h.column("train_loss")[0]
+    assert h.best_val_accuracy > 0.3  # chance: 0.1
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+    # one epoch by hand: the scaler really scales (fp16), clipping caps the unscaled gradient norm
+    dtype = amp_dtype(device, amp)
+    scaler = torch.amp.GradScaler(device, init_scale=2.0**10, enabled=dtype is torch.float16)
+    opt = build_optimizer(model, lr=1e-3)
+    train_epoch(model, make_loader(data, 64), opt, device=device, dtype=dtype, scaler=scaler, grad_clip=1e-3)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.float().norm() for p in model.parameters()]))
+    assert norm <= 1e-3 * 1.01
+    assert scaler.is_enabled() == (dtype is torch.float16)
+    if scaler.is_enabled():
+        assert scaler.get_scale() > 0
+
+
+def test_amp_dtype_decides_from_the_real_device(monkeypatch):
+    """bf16 only where the GPU computes it natively (capability >= 8.0); emulated bf16 (T4, V100) gets fp16."""
+    assert amp_dtype("cpu") is None and amp_dtype("cpu", False) is None
+    assert amp_dtype("cpu", "bf16") is torch.bfloat16 and amp_dtype("cpu", "fp16") is torch.float16
+    with pytest.raises(ValueError, match="amp must be True, False, 'bf16' or 'fp16', got 'fp8'"):
+        amp_dtype("cpu", "fp8")
+    if torch.cuda.is_available():
+        native = torch.cuda.get_device_capability() >= (8, 0)
+        assert amp_dtype("cuda") is (torch.bfloat16 if native else torch.float16)
+    # a simulated T4 (7.5) whose bf16 torch counts as supported through emulation, and an A100 (8.0)
+    emulating = lambda including_emulation=True: including_emulation  # noqa: E731
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulating)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", lambda i: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: (7, 5))
+    assert torch.cuda.is_bf16_supported() and amp_dtype("cuda") is torch.float16
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert amp_dtype("cuda:0") is torch.bfloat16
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_head_narrower_than_the_labels_fails_before_training(device):
+    train, val, _ = digits_tensors()
+    for width, match in ((1, "at least 2"), (5, "head has 5 outputs but the labels go up to 9")):
+        model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, width))
+        before = [p.clone() for p in model.parameters()]
+        with pytest.raises(ValueError, match=match):
+            fit(model, train, val, epochs=1, device=device, progress=False)
+        assert all(torch.equal(a, b.cpu()) for a, b in zip(before, model.parameters()))
+        with pytest.raises(ValueError, match=match):
+            evaluate(model, val, device=device)
+
+
+def test_fit_does_not_ignore_what_it_is_given():
+    train, val, _ = digits_tensors()
+    model = mlp()
+    groups = param_groups(model, base_lr=1e-2)
+    with pytest.raises(ValueError, match="lr would be ignored: with param_groups, each group sets its own 'lr'"):
+        fit(model, train, lr=1e-3, param_groups=groups, progress=False)
+    with pytest.raises(ValueError, match="weight_decay would be ignored"):
+        fit(model, train, weight_decay=0.1, param_groups=groups, progress=False)
+    with pytest.raises(ValueError, match="param group 0 .* has no 'lr'"):
+        fit(model, train, param_groups=[{"params": model.parameters()}], progress=False)
+    with pytest.raises(ValueError, match="patience needs val_data"):
+        fit(model, train, patience=2, progress=False)
+    for bad in (-1, 3, float("nan")):
+        with pytest.raises(ValueError, match="warmup_epochs must be in \\[0, epochs=2\\]"):
+            fit(model, train, epochs=2, warmup_epochs=bad, progress=False)
+    with pytest.raises(ValueError, match="'onecycle' schedule has its own warm-up"):
+        fit(model, train, epochs=2, warmup_epochs=1, schedule="onecycle", progress=False)
+    with pytest.raises(ValueError, match="step_every_epochs needs schedule='step'"):
+        fit(model, train, epochs=2, step_every_epochs=1, progress=False)
+    # gradual unfreezing with param groups that lack the groups the plan will unfreeze
+    unfreeze_top(model, 1)
+    head_only = param_groups(model, base_lr=1e-2)
+    with pytest.raises(ValueError, match="unfreeze plan trains groups \\['0', '2'\\] but param_groups lacks"):
+        fit(model, train, epochs=3, unfreeze=[1, 2, 3], param_groups=head_only, progress=False)
+    every = param_groups(model, base_lr=1e-2, trainable_only=False)
+    h = fit(model, train, epochs=3, unfreeze=[1, 2, 3], param_groups=every, progress=False)
+    assert h.column("trainable")[-1] == count_parameters(model).total
