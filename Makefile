@@ -36,7 +36,7 @@ test: $(VENV)/.installed
 # Every lesson top to bottom in full mode (FTLAB_FAST=0), with the asserts that check its prose's claims.
 # Slow: tens of minutes on a 2-core CPU. One lesson: make lessons-full K=03_learning_rate
 lessons-full: $(VENV)/.installed
-	FTLAB_LESSONS_FULL=1 $(BIN)/python -m pytest tests/test_lessons.py -m slow -s -q $(if $(K),-k $(K))
+	FTLAB_LESSONS_FULL=1 $(BIN)/python -m pytest tests/test_lessons.py -m slow -s -q --timeout=0 $(if $(K),-k $(K))
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab lessons/
