@@ -153,6 +153,8 @@ def test_lesson_runs(path, monkeypatch):
         assert found, f"{path.name} did not print {expected!r}"
     assert not any(LESSONS_DIR.glob("*.pt")), "a lesson left a model file in lessons/"
     _EXECUTED[path.name] = seconds
+    if FULL:  # the measured numbers, for the log of `make lessons-full`
+        print(f"----- {path.name}\n{text}")
     print(f"{path.name}: {seconds:.1f} s ({'full' if FULL else 'fast'} mode)")
 
 
