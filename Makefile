@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: demo test lab lint clean system-deps
+.PHONY: demo test lessons-full lab lint clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Every lesson top to bottom in full mode (FTLAB_FAST=0), with the asserts that check its prose's claims.
+# Slow: tens of minutes on a 2-core CPU. One lesson: make lessons-full K=03_learning_rate
+lessons-full: $(VENV)/.installed
+	FTLAB_LESSONS_FULL=1 $(BIN)/python -m pytest tests/test_lessons.py -m slow -s -q --timeout=0 $(if $(K),-k $(K))
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab lessons/

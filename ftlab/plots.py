@@ -162,12 +162,15 @@ def lr_plot(
     names: Sequence[str] | None = None,
     ax=None,
     annotate: bool = True,
+    ylim: tuple[float, float] | None = None,
 ):
     """Learning rate per layer, bottom (input) to top, on a log scale.
 
     ``lrs`` is one list bottom->top (e.g. :func:`ftlab.optim.layerwise_lrs`) or
     label -> list to compare several (e.g. one per gamma). One line per list, in
     order; ``annotate`` writes each value of a single list next to its point.
+    ``ylim`` fixes the y range: without it matplotlib fits the range to the data,
+    so a steep and a shallow decay fill the same height and look alike.
     """
     series = dict(lrs) if isinstance(lrs, Mapping) else {"": list(lrs)}
     if not series or any(len(v) == 0 for v in series.values()):
@@ -186,6 +189,10 @@ def lr_plot(
         for xi, v in zip(x, next(iter(series.values()))):
             ax.annotate(f"{v:.0e}", (xi, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
     ax.set_yscale("log")
+    if ylim is not None:
+        if not 0 < ylim[0] < ylim[1]:
+            raise ValueError(f"ylim must be (low, high) with 0 < low < high, got {ylim!r}")
+        ax.set_ylim(*ylim)
     ax.set_xticks(x, names, rotation=30 if width > 6 else 0)
     ax.set_xlabel("layer (input -> output)")
     ax.set_ylabel("learning rate")
@@ -217,7 +224,8 @@ def trainable_bars(rows: Sequence[GroupRow], ax=None, log: bool = False):
     if log:
         ax.set_yscale("log")
     ax.tick_params(axis="x", rotation=30 if len(rows) > 5 else 0)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the axes: inside, it hid a bar
+    ax.figure.tight_layout()
     return ax
 
 

@@ -309,26 +309,34 @@ def select_strategy(results: Sequence[StrategyResult]) -> StrategySummary:
 # --------------------------------------------------------------------------- choosing
 
 
-def recommend_strategy(n_samples: int, domain_similarity: str | float, small_data: int = 1000) -> str:
-    """The classic decision tree for transfer learning.
+def recommend_strategy(
+    n_samples: int, domain_similarity: str | float, small_data: int = 1000, scratch_data: int = 1_000_000
+) -> str:
+    """The syllabus's decision tree: labelled data size x similarity to the pretraining data.
 
     ============ ================ =====================================================
     data         target domain    strategy
     ============ ================ =====================================================
-    small        similar          ``feature_extraction`` -- few labels would overfit
-                                  anything bigger, and the top features already fit
-    large        similar          ``fine_tune_top`` -- adapt the task-specific layers
-    small        different        ``layerwise`` -- everything must adapt a little, the
-                                  general early layers least (tiny, decayed rates)
-    large        different        ``fine_tune_all`` -- enough data to move every layer
+    small        similar          ``feature_extraction`` -- the top features already
+                                  fit, and few labels would overfit anything bigger
+    small        different        ``fine_tune_top`` -- adapt the top layers, carefully
+                                  (a very low backbone rate), keep the rest frozen
+    large        similar          ``fine_tune_all`` -- enough data to move every layer
+    large        different        ``fine_tune_all`` -- aggressively (longer, a higher
+                                  rate); ``scratch`` from ``scratch_data`` examples on
+                                  (ImageNet has 1.28M for ResNet-50's 25M parameters)
     ============ ================ =====================================================
 
     ``domain_similarity`` is ``"similar"``/``"different"`` or a number in [0, 1]
     (>= 0.5 counts as similar); ``small_data`` is the size below which a data
-    set counts as small.
+    set counts as small. A rule of thumb, not a law: the domain-shift table
+    (lesson 4) unfreezes most layers for a far target even with little data, and
+    lesson 4 measures both on digits (far) and faces (near).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    if not 1 <= small_data < scratch_data:
+        raise ValueError(f"need 1 <= small_data < scratch_data, got {small_data!r} and {scratch_data!r}")
     if isinstance(domain_similarity, str):
         if domain_similarity not in ("similar", "different"):
             raise ValueError(
@@ -339,10 +347,11 @@ def recommend_strategy(n_samples: int, domain_similarity: str | float, small_dat
         similar = domain_similarity >= 0.5
     else:
         raise ValueError(f"domain_similarity must be 'similar', 'different' or in [0, 1], got {domain_similarity!r}")
-    small = n_samples < small_data
-    if similar:
-        return "feature_extraction" if small else "fine_tune_top"
-    return "layerwise" if small else "fine_tune_all"
+    if n_samples < small_data:
+        return "feature_extraction" if similar else "fine_tune_top"
+    if similar or n_samples < scratch_data:
+        return "fine_tune_all"
+    return "scratch"
 
 
 # --------------------------------------------------------------------------- reporting

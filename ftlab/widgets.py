@@ -163,6 +163,8 @@ class LayerwiseLRExplorer(Explorer):
     a table top->bottom.
     """
 
+    YLIM = (1e-10, 1.0)  # learning rates below 1e-10 are frozen in all but name
+
     def __init__(self, base_lr: float = 1e-3, gamma: float = 0.1, depth: int = 4, draw: bool = True):
         style = {"description_width": "initial"}
         controls = {
@@ -186,7 +188,8 @@ class LayerwiseLRExplorer(Explorer):
         self.text = "\n".join(lines)
 
     def draw(self):
-        ax = lr_plot({f"γ = {self.values['gamma']:.2f}": self.lrs}, annotate=False)
+        # A fixed y range: fitted to the data, gamma = 0.1 and gamma = 0.5 drew the same-looking line.
+        ax = lr_plot({f"γ = {self.values['gamma']:.2f}": self.lrs}, annotate=False, ylim=self.YLIM)
         return ax.figure
 
 

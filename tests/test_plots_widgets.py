@@ -64,6 +64,9 @@ def test_lr_plot_draws_each_rate_on_a_log_axis():
         lr_plot([1e-3, 0.0])
     with pytest.raises(ValueError, match="2 names for 4 layers"):
         lr_plot(lrs, names=["a", "b"])
+    assert lr_plot(lrs, ylim=(1e-10, 1.0)).get_ylim() == pytest.approx((1e-10, 1.0))
+    with pytest.raises(ValueError, match="ylim must be"):
+        lr_plot(lrs, ylim=(1.0, 1e-3))
 
 
 def test_trainable_bars_stack_trainable_under_frozen():
@@ -78,6 +81,11 @@ def test_trainable_bars_stack_trainable_under_frozen():
     assert [b.get_y() for b in frozen] == [0, 0, 262_656, 262_656, 65_922]
     assert ax.get_title() == "trainable: 591,234 of 1,116,546 (53.0%)"
     assert trainable_bars([GroupRow("a", 10, 10)], log=True).get_yscale() == "log"
+
+    # The legend covers no bar (inside the axes it hid the tall frozen bar of layer1)
+    ax.figure.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert not any(legend.overlaps(b.get_window_extent()) for b in [*trainable, *frozen] if b.get_height() > 0)
 
 
 def test_depth_plot_one_line_per_series():
@@ -176,8 +184,15 @@ def test_layerwise_lr_explorer_recomputes_on_every_slider():
     assert "layer 4 (top): lr = 1.0e-03" in ex.text and "layer 1 (bottom)" in ex.text
     assert np.allclose(ex.fig.axes[0].lines[0].get_ydata(), ex.lrs) and ex.fig.axes[0].get_yscale() == "log"
 
+    ax = ex.fig.axes[0]
+    steep = np.ptp((ax.transData + ax.transAxes.inverted()).transform(np.c_[[1, 4], ax.lines[0].get_ydata()[[0, -1]]])[:, 1])
     ex.controls["gamma"].value = 0.5
     assert ex.lrs == pytest.approx([1.25e-4, 2.5e-4, 5e-4, 1e-3])
+    # A fixed y range: the slope shows (fitted to the data, γ = 0.1 and 0.5 filled the same height)
+    ax = ex.fig.axes[0]
+    assert ax.get_ylim() == pytest.approx(LayerwiseLRExplorer.YLIM)
+    shallow = np.ptp((ax.transData + ax.transAxes.inverted()).transform(np.c_[[1, 4], ax.lines[0].get_ydata()[[0, -1]]])[:, 1])
+    assert steep > 2.5 * shallow
     ex.controls["depth"].value = 6
     assert len(ex.lrs) == 6 and ex.lrs[0] == pytest.approx(1e-3 * 0.5**5)
     ex.update(base_lr=1e-2, gamma=0.7, depth=3)
@@ -205,10 +220,12 @@ def test_strategy_explorer_follows_the_decision_tree():
     ex = StrategyExplorer(n_samples=500, domain_similarity="similar")
     assert ex.strategy == "feature_extraction"
     ex.controls["n_samples"].value = 50_000
-    assert ex.strategy == "fine_tune_top"
+    assert ex.strategy == "fine_tune_all"
     ex.controls["domain_similarity"].value = "different"
     assert ex.strategy == "fine_tune_all"
     ex.update(n_samples=200)
-    assert ex.strategy == "layerwise" and "200 examples (small), different domain -> layerwise" in ex.text
+    assert ex.strategy == "fine_tune_top" and "200 examples (small), different domain -> fine_tune_top" in ex.text
+    ex.update(n_samples=2_000_000)
+    assert ex.strategy == "scratch"
     ex.controls["n_samples"].value = 0  # typed into the box: reported, not raised into the widget machinery
-    assert ex.strategy == "layerwise"
+    assert ex.strategy == "scratch"

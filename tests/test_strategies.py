@@ -109,11 +109,14 @@ def test_unknown_strategy(splits):
 @pytest.mark.parametrize(
     ("n", "similarity", "expected"),
     [
-        (500, "similar", "feature_extraction"),
-        (50_000, "similar", "fine_tune_top"),
-        (500, "different", "layerwise"),
-        (50_000, "different", "fine_tune_all"),
+        (500, "similar", "feature_extraction"),  # small, similar: feature extraction
+        (500, "different", "fine_tune_top"),  # small, different: fine-tune the top layers carefully
+        (50_000, "similar", "fine_tune_all"),  # large, similar: fine-tune all layers
+        (50_000, "different", "fine_tune_all"),  # large, different: fine-tune aggressively ...
+        (1_400_000, "different", "scratch"),  # ... or, with ImageNet-scale data, train from scratch
+        (1_400_000, "similar", "fine_tune_all"),
         (999, 0.9, "feature_extraction"),
+        (999, 0.2, "fine_tune_top"),
         (1000, 0.2, "fine_tune_all"),
     ],
 )
@@ -130,6 +133,8 @@ def test_decision_tree_bad_input():
         recommend_strategy(100, 1.5)
     with pytest.raises(ValueError, match="n_samples must be a positive int, got 0"):
         recommend_strategy(0, "similar")
+    with pytest.raises(ValueError, match="need 1 <= small_data < scratch_data, got 5000 and 5000"):
+        recommend_strategy(100, "similar", small_data=5000, scratch_data=5000)
 
 
 def test_reports(splits, pretrained, tmp_path):
