@@ -225,7 +225,8 @@ def test_solution_autogrades_to_full_marks(tmp_path, assignment):
     by_hand = sum(points for a, points in WRITTEN.values() if a == assignment)
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         submission = gb.find_submission(assignment, "alice")
-        failed = {g.name: g.auto_score for g in submission.grades if g.auto_score is not None and g.auto_score < g.max_score}
+        grades = [g for notebook in submission.notebooks for g in notebook.grades]
+        failed = {g.name: g.auto_score for g in grades if g.auto_score is not None and g.auto_score < g.max_score}
         assert (submission.score, submission.max_score) == (total - by_hand, total), failed
         assert submission.needs_manual_grade == (by_hand > 0)
 
