@@ -37,12 +37,19 @@ ASSIGNMENTS = {
     "ps3_freezing": ("freezing", 12),
     "ps4_bert_head": ("bert_head", 10),
     "ps5_finetune": ("finetune", 10),
+    "ps6_strategy_choice": ("strategy_choice", 10),
+    "ps7_domain_shift": ("domain_shift", 10),
+    "ps8_minilm_polarity": ("minilm_polarity", 10),
 }
+TRAINING = {"ps5_finetune", "ps7_domain_shift", "ps8_minilm_polarity"}  # train a network: FAST settings, long timeouts
 # the written answers, graded by hand: grade_id -> (assignment, points)
 WRITTEN = {
     "why_smaller_lr": ("ps2_layerwise_lr", 3),
     "which_layers_first": ("ps3_freezing", 2),
     "risk_unfreezing_too_many": ("ps3_freezing", 2),
+    "justify_strategy": ("ps6_strategy_choice", 4),
+    "interpretation": ("ps7_domain_shift", 3),
+    "phrases_answer": ("ps8_minilm_polarity", 2),
 }
 
 
@@ -105,6 +112,7 @@ def test_points_and_written_answers():
         (cell,) = [c for c in nb.cells if _meta(c).get("grade_id") == grade_id]
         assert cell.cell_type == "markdown" and _meta(cell)["solution"] and _meta(cell)["points"] == points
         assert not _meta(cell)["locked"]
+        assert f"**Rubric ({points} points;" in cell.source, f"{grade_id}: the instructor's copy has a rubric"
 
 
 def test_source_cells_follow_the_house_rules():
@@ -123,13 +131,15 @@ def test_source_cells_follow_the_house_rules():
             if _is_test(cell):
                 assert _meta(cell)["locked"] and _meta(cell)["points"] > 0, (name, cell.id)
                 assert re.match(r'"""\S.*"""\n', src), f"{name}/{cell.id}: a test cell opens with a docstring"
-    assert "FAST = ftlab.fast_mode()" in _notebooks("solutions")["ps5_finetune"].cells[1].source
+    for name in TRAINING:
+        assert "FAST = ftlab.fast_mode()" in _notebooks("solutions")[name].cells[1].source, name
 
 
 def test_exercises_hold_no_solutions_or_hidden_tests():
     for name, nb in _notebooks("exercises").items():
         text = "\n".join(c.source for c in nb.cells)
         assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text, name
+        assert "Rubric" not in text, f"{name}: a rubric leaked into the student version"
         assert "YOUR CODE HERE" in text, name
         assert ("YOUR ANSWER HERE" in text) == (name in {a for a, _ in WRITTEN.values()}), name
 
@@ -143,8 +153,10 @@ def test_nbgrader_config():
     assert c.Autograde.autograde_preprocessors[0] == "ftlab.grading.executor.SandboxedExecute"
     assert "nbgrader.preprocessors.ClearHiddenTests" in c.GenerateFeedback.preprocessors
     assert c.OverwriteCells.add_missing_cells is True
-    finetune = c.RobustExecute.overrides["finetune"]
-    assert finetune["timeout"] > c.Execute.timeout and finetune["notebook_timeout"] > c.RobustExecute.notebook_timeout
+    for assignment in TRAINING:
+        settings = c.RobustExecute.overrides[ASSIGNMENTS[assignment][0]]
+        assert settings["timeout"] > c.Execute.timeout, assignment
+        assert settings["notebook_timeout"] > c.RobustExecute.notebook_timeout, assignment
 
 
 # --------------------------------------------------------------------------- slow: nbgrader commands
@@ -189,6 +201,34 @@ def test_validate_passes_on_solutions():
 def test_validate_fails_on_exercises():
     out = nbgrader("validate", "--invert", "exercises/*/*.ipynb", cwd=ROOT).stdout
     assert out.count("Success! The notebook does not pass any tests.") == len(ASSIGNMENTS), out[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+def test_solution_autogrades_to_full_marks(tmp_path, assignment):
+    """The instructor's answers in a student's copy, autograded (sandboxed, hidden tests in the grader):
+    every autograded point, and the written answers left for grading by hand."""
+    from nbgrader.api import Gradebook
+
+    from ftlab.grading.sandbox import check_available
+
+    problem = check_available()
+    assert problem is None, f"the grading tests need a working sandbox: {problem}"
+    course = _make_course(tmp_path)
+    nbgrader("generate_assignment", assignment, "--force", cwd=course)
+    name, total = ASSIGNMENTS[assignment]
+    submitted = course / "submitted" / "alice" / assignment
+    submitted.mkdir(parents=True)
+    shutil.copy(course / "exercises" / assignment / f"{name}.ipynb", submitted)
+    _work_on(submitted / f"{name}.ipynb", _answers(assignment))
+    nbgrader("autograde", assignment, cwd=course)
+    by_hand = sum(points for a, points in WRITTEN.values() if a == assignment)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        submission = gb.find_submission(assignment, "alice")
+        grades = [g for notebook in submission.notebooks for g in notebook.grades]
+        failed = {g.name: g.auto_score for g in grades if g.auto_score is not None and g.auto_score < g.max_score}
+        assert (submission.score, submission.max_score) == (total - by_hand, total), failed
+        assert submission.needs_manual_grade == (by_hand > 0)
 
 
 # --------------------------------------------------------------------------- slow: RobustExecute
@@ -236,7 +276,16 @@ def test_robust_execute_bounds_the_whole_notebook(grading):
 
 EXPECTED = {  # final scores after the written answers were graded by hand
     "alice": {a: total for a, (_, total) in ASSIGNMENTS.items()},  # everything right
-    "bob": {"ps1_parameters": 5, "ps2_layerwise_lr": 4, "ps3_freezing": 6, "ps4_bert_head": 5, "ps5_finetune": 2},
+    "bob": {
+        "ps1_parameters": 5,
+        "ps2_layerwise_lr": 4,
+        "ps3_freezing": 6,
+        "ps4_bert_head": 5,
+        "ps5_finetune": 2,
+        "ps6_strategy_choice": 6,
+        "ps7_domain_shift": 2,
+        "ps8_minilm_polarity": 0,
+    },
     "carol": dict.fromkeys(ASSIGNMENTS, 0),  # submitted the notebooks untouched
 }
 BOB_SOLVES = {  # the partial student's answered cells
@@ -245,8 +294,14 @@ BOB_SOLVES = {  # the partial student's answered cells
     "ps3_freezing": ["freeze_bottom", "unfreeze_plan", "which_layers_first"],  # 3 + 2 + 1 by hand
     "ps4_bert_head": ["cls_logits", "softmax"],  # 2 + 3
     "ps5_finetune": ["freeze"],  # 2: froze the bottom, never trained
+    "ps6_strategy_choice": ["choose_strategy", "justify_strategy"],  # 4 + 2 by hand
+    "ps7_domain_shift": ["features"],  # 2
+    "ps8_minilm_polarity": [],  # never trained
 }
-HAND_GRADES = {"alice": {k: p for k, (_, p) in WRITTEN.items()}, "bob": {"why_smaller_lr": 1, "which_layers_first": 1}}
+HAND_GRADES = {
+    "alice": {k: p for k, (_, p) in WRITTEN.items()},
+    "bob": {"why_smaller_lr": 1, "which_layers_first": 1, "justify_strategy": 2},
+}
 # broken ps1 submissions next to the three students above: status in the driver's report, score
 BROKEN = {
     "dan_loop": ("timeout", 8),  # `while True` before linear_params: interrupted, that test 0
@@ -505,12 +560,14 @@ def graded_class(tmp_path_factory):
             partial["why_smaller_lr"] = "Smaller steps keep the pretrained weights."
         if "which_layers_first" in partial:
             partial["which_layers_first"] = "The head, because it is new."
+        if "justify_strategy" in partial:
+            partial["justify_strategy"] = "Fine-tune the top layers: little data, and X-rays are not photos."
         for student, answers in (("alice", full), ("bob", partial), ("carol", {})):
             _student(course, exchange, workspaces, student, assignment, lambda p, a=answers: _work_on(p, a))
         _exchange("collect", course, exchange, assignment)
 
-    # Plain nbgrader for assignments 2-5 (one process for all of them, the same sandboxed executor) ...
-    nbgrader("autograde", "ps[2-5]_*", cwd=course)
+    # Plain nbgrader for assignments 2-8 (one process for all of them, the same sandboxed executor) ...
+    nbgrader("autograde", "ps[2-8]_*", cwd=course)
 
     # ... and `ftlab grade` for assignment 1, where the broken and hostile submissions are.
     listener = socket.socket()

@@ -210,6 +210,11 @@ class Sandbox:
             "FTLAB_SANDBOXED": "1",
         }
         env.update({k: v for k, v in os.environ.items() if k.startswith(_PASS_ENV)})
+        # The kernel imports the grader's own ftlab (mounted by _python_paths), also when it is a checkout on
+        # PYTHONPATH rather than the copy installed in the environment; only its ftlab/ folder is visible there.
+        import ftlab
+
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.realpath(ftlab.__file__)))
         return env
 
     def command(
