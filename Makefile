@@ -31,7 +31,7 @@ system-deps:
 	@bwrap --version && chromium --version 2>/dev/null | head -1 && echo "configurable-http-proxy $$(configurable-http-proxy --version)"
 
 demo: $(VENV)/.installed
-	$(BIN)/ftlab compare --seeds 3 --image-size 32 --out runs/compare
+	$(BIN)/ftlab compare --seeds 3 --image-size 32 --max-per-class 100 --out runs/compare
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
