@@ -85,7 +85,14 @@ def _requirements() -> None:
 
 
 def _remove_account(name: str) -> None:
-    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return
+    for proc in Path("/proc").iterdir():  # whatever the account still runs
+        with contextlib.suppress(OSError, ValueError):
+            if proc.name.isdigit() and proc.stat().st_uid == uid:
+                os.kill(int(proc.name), signal.SIGKILL)
     subprocess.run(["userdel", name], capture_output=True)
 
 
