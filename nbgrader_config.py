@@ -36,6 +36,10 @@ c.RobustExecute.notebook_timeout = 600  # seconds a whole notebook may run
 _TRAINING = {"timeout": 900, "notebook_timeout": 1200}
 c.RobustExecute.overrides = {name: dict(_TRAINING) for name in ("finetune", "domain_shift", "minilm_polarity")}
 
+# Collecting never follows a link a student put in the exchange (nbgrader's own collect copies with
+# copytree, which does): links, hard links and special files are left out and logged.
+c.ExchangeFactory.collect = "ftlab.grading.intake.SafeExchangeCollect"
+
 # A deleted test cell is put back (from the gradebook) and graded, not skipped.
 c.OverwriteCells.add_missing_cells = True
 

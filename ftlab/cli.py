@@ -1,4 +1,6 @@
-"""Command line: ``ftlab compare`` (the strategy comparison) and ``ftlab grade`` (autograde a class)."""
+"""Command line: ``ftlab compare`` (the strategy comparison), ``ftlab grade`` (autograde a class),
+``ftlab collect`` (collect submissions without following links) and ``ftlab policy`` (a student's
+own-work check before submitting)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .grading.driver import build_parser as grade_parser
 
     grade_parser(g)
+    k = sub.add_parser("collect", help="nbgrader collect that never follows a link in the exchange")
+    k.add_argument("assignment")
+    p = sub.add_parser("policy", help="check your notebook against the exercise's rules before you submit")
+    from .grading.policy import build_parser as policy_parser
+
+    policy_parser(p)
     return parser
 
 
@@ -46,6 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .grading.driver import run_cli
 
         return run_cli(args, extra)
+    if args.command == "collect":
+        from .grading.intake import collect
+
+        return collect(args.assignment, extra)
+    if args.command == "policy":
+        from .grading.policy import run_cli as run_policy
+
+        return run_policy(args)
     if extra:
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     # compare() picks image or text defaults from the model it loads; these replace some of them.

@@ -13,48 +13,36 @@
   (:class:`~ftlab.grading.session.GraderSession`), so nothing the student's code does
   to its own interpreter (patched ``torch``, ``assert`` helpers, input transformers,
   ``showtraceback``) can change a check, and the hidden tests never reach the sandbox;
+* whether the student did their own work is decided here too, from their code, before
+  it runs (:mod:`~ftlab.grading.policy`): a check whose rules the code breaks is not
+  run and scores 0, with the reason in its output;
+* the link to the kernel (:mod:`~ftlab.grading.link`) and the messages on it
+  (:mod:`~ftlab.grading.protocol`) bound what a hostile kernel can send;
 * :class:`RobustExecute` (the base) keeps one bad cell from costing the whole notebook:
   dead or unresponsive kernels are replaced, a notebook has a time budget.
 """
 
 from __future__ import annotations
 
-import base64
-import itertools
 import math
-import os
-import shutil
-import sys
 import time
 from math import inf
 from pathlib import Path
 
 import nbformat
-import torch
-from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Integer, List, Unicode
 
+from . import policy
 from . import sandbox as sb
-from .codec import DecodeError, decode
-from .kernel import MIME
-from .session import GraderSession, KernelDied, KernelTimeout, StudentError
+from .link import KernelLink, SandboxKernelManager
+from .protocol import CELL_TIMEOUT, KERNEL_DIED, NOTEBOOK_TIMEOUT, POLICY
+from .session import GraderSession
 
-__all__ = [
-    "RobustExecute",
-    "SandboxedExecute",
-    "SandboxKernelManager",
-    "KERNEL_DIED",
-    "CELL_TIMEOUT",
-    "NOTEBOOK_TIMEOUT",
-]
-
-KERNEL_DIED = "DeadKernelError"
-NOTEBOOK_TIMEOUT = "NotebookTimeoutError"
-CELL_TIMEOUT = "CellTimeoutError"
+__all__ = ["RobustExecute", "SandboxedExecute", "SandboxKernelManager"]
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -133,51 +121,6 @@ class RobustExecute(Execute):
 # --------------------------------------------------------------------------- the sandboxed kernel
 
 
-class SandboxKernelManager(AsyncKernelManager):
-    """Starts ``ftlab.grading.kernel`` over the ``ipc`` transport, inside a sandbox when one is given."""
-
-    sandbox: sb.Sandbox | None = None
-    guards: list[str] = []
-    submission_dir: str | None = None
-    channel_dir: str | None = None
-    request_dir: str | None = None
-
-    async def _async_pre_start_kernel(self, **kw):
-        self.channel_dir = sb.make_channel_dir()
-        self.request_dir = sb.make_channel_dir()
-        self.transport = "ipc"
-        self.connection_file = os.path.join(self.channel_dir, "kernel.json")
-        self.ip = os.path.join(self.channel_dir, "k")
-        self.kernel_spec.interrupt_mode = "message"  # a signal would not cross the sandbox's session
-        self.cache_ports = False
-        return await super()._async_pre_start_kernel(**kw)
-
-    def format_kernel_cmd(self, extra_arguments=None):
-        argv = [sys.executable, "-m", "ftlab.grading.kernel", "-f", self.connection_file]
-        for name in self.guards:
-            argv += ["--guard", name]
-        if self.sandbox is None:
-            return argv + ["--", *(extra_arguments or [])]
-        argv += ["--submission", sb.SUBMISSION] if self.submission_dir else []
-        argv += ["--", *(extra_arguments or [])]
-        binds = [self.request_dir]
-        return self.sandbox.command(argv, self.channel_dir, self.submission_dir, ro_binds=binds)
-
-    async def _async_cleanup_resources(self, restart: bool = False) -> None:
-        try:
-            await super()._async_cleanup_resources(restart=restart)
-        finally:
-            if self.sandbox is not None:
-                self.sandbox.stop()
-            for d in (self.channel_dir, self.request_dir):
-                if d and os.path.isdir(d):
-                    os.chmod(d, 0o700)
-                    shutil.rmtree(d, ignore_errors=True)
-            self.channel_dir = self.request_dir = None
-
-    cleanup_resources = run_sync(_async_cleanup_resources)
-
-
 def _is_test(cell) -> bool:
     meta = cell.metadata.get("nbgrader", {})
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
@@ -218,7 +161,10 @@ class SandboxedExecute(RobustExecute):
     disk_mb = Integer(sb.Limits.disk_mb, help="Size of the sandbox's home and /tmp (MiB each).").tag(config=True)
     extra_ro_binds = List(Unicode(), help="More host folders the kernel may read (read-only).").tag(config=True)
     max_output_kb = Integer(1024, help="Output kept per cell (KiB); the rest is dropped.").tag(config=True)
-    max_reply_mb = Integer(1024, help="Largest value the grader accepts from the student's kernel (MiB).").tag(
+    max_reply_mb = Integer(
+        sb.Limits.file_size_mb, help="Largest value the grader accepts from the student's kernel (MiB)."
+    ).tag(config=True)
+    policy = Bool(True, help="Score 0 the checks whose rules the student's code breaks (ftlab.grading.policy).").tag(
         config=True
     )
     source_notebook = Unicode("", help="The instructor's source notebook (default: from the course directory).").tag(
@@ -226,7 +172,7 @@ class SandboxedExecute(RobustExecute):
     )
 
     _session: GraderSession | None = None
-    _requests = itertools.count()
+    _assessment: policy.Assessment | None = None
     _output_left, _output_dropped = 1 << 62, False  # set per cell in preprocess_cell
 
     def __init__(self, *args, **kwargs):
@@ -261,7 +207,12 @@ class SandboxedExecute(RobustExecute):
             limits = sb.Limits(self.memory_mb, self.processes, self.file_size_mb, disk_mb=self.disk_mb)
             self._sandbox = sb.Sandbox(limits, extra_ro_binds=tuple(self.extra_ro_binds))
         self._submission = (resources.get("metadata") or {}).get("path")
-        self._session = GraderSession(solutions, setups, self._transport)
+        # Did the student do their own work? Decided here, from their code, before any of it runs.
+        self._assessment = policy.assess(nb, source) if self.policy else None
+        link = KernelLink(self, self.max_reply_mb << 20, self._keep_student_output, self._async_fresh_kernel)
+        self._session = GraderSession(
+            solutions, setups, lambda request, modules: link.transport(request, modules, self._session.deadline_left())
+        )
         try:
             for setup in setups:  # the instructor's setup, in the grader, whatever the submission did to its copy
                 self._session.run_setup(setup)
@@ -290,7 +241,12 @@ class SandboxedExecute(RobustExecute):
             # Only the instructor's test cells run in the grader, and only as the instructor wrote them: a
             # student's cell that claims to be a test (edited metadata) runs in the sandbox like any other.
             if own is not None and _is_test(own):
-                self._run_test(cell, own.source, grade_id)
+                reason = self._assessment.reason(grade_id) if self._assessment else None
+                if reason:
+                    cell.outputs = [_error(POLICY, reason)]
+                    cell.execution_count = None
+                else:
+                    self._run_test(cell, own.source, grade_id)
                 return cell, resources
         return super().preprocess_cell(cell, resources, index)
 
@@ -303,80 +259,11 @@ class SandboxedExecute(RobustExecute):
         cell.outputs = [nbformat.from_dict(o) for o in outputs]
         cell.execution_count = None
 
-    # ------------------------------------------------------------------ the link to the kernel
-
-    def _transport(self, request: dict, modules: list) -> dict:
-        timeout = self._session.deadline_left()
-        path = os.path.join(self.km.request_dir, f"request-{next(self._requests)}.pt")
-        torch.save(request, path)
-        os.chmod(path, 0o444)
-        try:
-            payload = run_sync(self._async_request)(path, timeout)
-        finally:
-            os.unlink(path)
-        try:
-            return decode(payload, modules, max_bytes=self.max_reply_mb << 20)
-        except DecodeError as exc:
-            return {"error": ("GradingError", f"the reply from the notebook could not be read: {exc}", [])}
-
-    async def _async_request(self, path: str, timeout: float) -> bytes:
-        code = f"__import__('ftlab.grading.kernel', fromlist=['serve']).serve({path!r})"
-        msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False)
-        deadline = time.monotonic() + timeout
-        payload, size = None, 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                await self._async_give_up(f"no answer within {timeout:.0f} s")
-                raise KernelTimeout(f"the notebook's code did not return within {timeout:.0f} s")
-            try:
-                msg = await self.kc.get_iopub_msg(timeout=min(1.0, left))
-            except Exception:  # queue.Empty: nothing yet
-                if not await self.km.is_alive():
-                    await self._async_give_up("the kernel died")
-                    raise KernelDied("the kernel died while a check called into it") from None
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "display_data" and MIME in content.get("data", {}):
-                data = content["data"][MIME]
-                size += len(data)
-                if payload is None and isinstance(data, str) and size <= (self.max_reply_mb << 20) * 4 // 3 + 4:
-                    payload = base64.b64decode(data)
-            elif kind == "stream":
-                self._keep_student_output(content.get("name", "stdout"), str(content.get("text", "")))
-            elif kind == "error":
-                self._keep_student_output("stderr", f"{content.get('ename')}: {content.get('evalue')}\n")
-            elif kind == "status" and content.get("execution_state") == "idle":
-                break
-        if payload is None:  # the notebook changed how its kernel runs code (input transformers, patched IPython)
-            raise StudentError("the notebook did not answer the check: its kernel no longer runs the grader's requests")
-        return payload
-
     def _keep_student_output(self, name: str, text: str) -> None:
         kept = sum(len(o["text"]) for o in self._student_output)
         room = self.max_output_kb * 1024 - kept
         if room > 0:
             self._student_output.append({"output_type": "stream", "name": name, "text": text[:room]})
-
-    async def _async_give_up(self, why: str) -> None:
-        """Interrupt the call; a kernel that does not come back is replaced (its state is lost)."""
-        self.log.warning("A check's call into the notebook failed (%s)", why)
-        try:
-            if await self.km.is_alive():
-                await self.km.interrupt_kernel()
-                end = time.monotonic() + 5
-                while time.monotonic() < end:
-                    try:
-                        msg = await self.kc.get_iopub_msg(timeout=0.5)
-                    except Exception:
-                        continue
-                    if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
-                        return
-        except Exception:
-            pass
-        await self._async_fresh_kernel()
 
     # ------------------------------------------------------------------ output of the student's own cells
 

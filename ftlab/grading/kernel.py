@@ -7,9 +7,10 @@ guards the instructor's notebook names (so a reference a student saves early is
 guarded too), then becomes an ordinary IPython kernel.
 
 The grader calls :func:`serve` with the path of a request it wrote (``torch.save``
-of plain data and the test's inputs). The reply goes back as one display message of
-type :data:`MIME`: bytes made by :func:`ftlab.grading.codec.encode` -- JSON and
-safetensors, never a pickle. Everything here runs in the student's process, so a
+of plain data and the test's inputs). The reply -- bytes made by
+:func:`ftlab.grading.codec.encode`, JSON and safetensors, never a pickle -- goes into
+the reply file the request names (:mod:`ftlab.grading.protocol`), announced by a small
+display message of type :data:`MIME`. Everything here runs in the student's process, so a
 student can break it; that only ever costs them their own answers, because the
 grader decides every grade from the values alone.
 """
@@ -17,7 +18,6 @@ grader decides every grade from the values alone.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import shutil
 import sys
@@ -25,19 +25,37 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-MIME = "application/x-ftlab-grading-reply"
+from .protocol import MIME
 
-__all__ = ["MIME", "serve", "main"]
+__all__ = ["serve", "main"]
 
 
 def _user_namespace() -> dict[str, Any]:
     return sys.modules["__main__"].__dict__
 
 
+_reply_path: str | None = None  # the current request's reply file
+
+
 def _reply(payload: bytes) -> None:
     from IPython.display import publish_display_data
 
-    publish_display_data({MIME: base64.b64encode(payload).decode("ascii")})
+    try:
+        with open(_reply_path, "wb") as fh:  # type: ignore[arg-type]
+            fh.write(payload)
+        size = len(payload)
+    except OSError as exc:  # over the sandbox's file-size limit: say so, in a reply that fits
+        from .codec import encode
+
+        with open(_reply_path, "wb") as fh:  # type: ignore[arg-type]
+            fh.write(
+                encode(
+                    None,
+                    extra={"error": ("GradingError", f"the answer is too large to send: {exc}", []), "internal": True},
+                )
+            )
+        size = -1
+    publish_display_data({MIME: {"size": size}})
 
 
 def _error_reply(exc: BaseException, skip: int = 0, internal: bool = False) -> bytes:
@@ -58,8 +76,10 @@ def serve(request_path: str) -> None:
     from . import guards
     from .codec import encode
 
+    global _reply_path
     try:
         request = torch.load(request_path, weights_only=False)  # written by the grader, not by the student
+        _reply_path = request["reply"]
         namespace = _user_namespace()
         name = request["name"]
         if name not in namespace:
@@ -129,9 +149,13 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as exc:  # an instructor's typo must not stop the kernel; the check will fail loudly
                 print(f"ftlab grading: cannot guard {name}: {exc}", file=sys.stderr)
     os.environ.pop("JPY_PARENT_PID", None)  # in a PID namespace the parent poller would see PID 1 and exit
+    # Modules come from the environment only: a .py file the notebook writes into its folder is not importable
+    # (it could shadow a library the grader's policy trusts).
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
     from ipykernel.kernelapp import launch_new_instance
 
-    sys.argv = [sys.argv[0], "-f", args.connection_file, *kernel_args]
+    sys.argv = [sys.argv[0], "-f", args.connection_file, "--IPKernelApp.ignore_cwd=True", *kernel_args]
     launch_new_instance()
 
 

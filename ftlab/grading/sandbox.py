@@ -186,7 +186,11 @@ _PASS_ENV = ("FTLAB_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_", "CUDA_
 
 
 class Sandbox:
-    """Builds the command that runs a kernel in bubblewrap; one :meth:`start` / :meth:`stop` per kernel."""
+    """Builds the command that runs a kernel in bubblewrap; one :meth:`command` / :meth:`stop` per kernel.
+
+    :meth:`command` also makes the kernel's cgroup (where one can be made), which the
+    launcher joins before it starts bwrap; :meth:`stop` kills what is left in it.
+    """
 
     def __init__(self, limits: Limits | None = None, extra_ro_binds: tuple[str, ...] = ()):
         self.limits = limits or Limits()
@@ -218,9 +222,18 @@ class Sandbox:
         return env
 
     def command(
-        self, argv: list[str], channel_dir: str, submission_dir: str | None = None, ro_binds: tuple[str, ...] = ()
+        self,
+        argv: list[str],
+        channel_dir: str,
+        submission_dir: str | None = None,
+        ro_binds: tuple[str, ...] = (),
+        rw_files: tuple[str, ...] = (),
     ) -> list[str]:
-        """``argv`` wrapped: launcher (limits, cgroup) -> bwrap (namespaces, mounts) -> argv."""
+        """``argv`` wrapped: launcher (limits, cgroup) -> bwrap (namespaces, mounts) -> argv.
+
+        ``rw_files`` are single files the sandbox may write (the reply file): bound on their
+        own, they cannot be replaced by a link, and the file-size limit bounds them.
+        """
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise SandboxUnavailable(check_available() or "bwrap not found")
@@ -247,6 +260,8 @@ class Sandbox:
         # After the tmpfs mounts, which would hide them (a checkout or venv under /tmp, as in CI).
         for path in [*_python_paths(), *self.extra_ro_binds, *ro_binds]:
             args += ["--ro-bind", path, path]
+        for path in rw_files:
+            args += ["--bind", path, path]
         args += ["--bind", channel_dir, channel_dir, "--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
         for key, value in self.environment().items():
             args += ["--setenv", key, value]

@@ -1,0 +1,333 @@
+"""A submission is data, never a path to follow.
+
+Everything a student hands in is read here, once, before anything else looks at it:
+
+* only **regular files with a single link** are accepted -- a symbolic link, a hard
+  link (``st_nlink > 1``: it could be the instructor's solution or the gradebook),
+  a device, a FIFO or a socket is left out and named in the report;
+* files are opened **without following links** (``O_NOFOLLOW``, every folder on the
+  way opened relative to its parent with ``O_NOFOLLOW | O_DIRECTORY``) and re-checked
+  on the open file, so a link swapped in after the check is not followed either;
+* only the assignment's notebooks and the extra files its source declares are taken,
+  each under a size cap;
+* a notebook's nbgrader metadata is the instructor's, not the student's
+  (:func:`restore_instructor_cells`): edited points, a deleted or duplicated test, a
+  "bonus" test the student added -- the honest answers are graded and the tampering
+  is noted.
+
+:class:`SafeExchangeCollect` is nbgrader's ``collect`` with the same rules (nbgrader
+copies the exchange with ``copytree``, which follows links).
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbformat.notebooknode import NotebookNode
+from nbgrader.exchange.default.collect import ExchangeCollect
+
+__all__ = [
+    "Intake",
+    "read_submission",
+    "read_regular_file",
+    "UnsafeFile",
+    "restore_instructor_cells",
+    "copy_tree_safely",
+    "SafeExchangeCollect",
+    "MAX_NOTEBOOK_BYTES",
+    "MAX_FILE_BYTES",
+]
+
+MAX_NOTEBOOK_BYTES = 32 << 20  # a notebook of answers is kilobytes; outputs with figures a few MiB
+MAX_FILE_BYTES = 64 << 20  # an extra file the assignment declares (data, a saved model)
+
+_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+
+
+class UnsafeFile(OSError):
+    """A path that is not a regular single-link file reached without links, or is too large."""
+
+
+def _describe(mode: int) -> str:
+    for test, what in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _open_dir(parts: list[str], dir_fd: int | None) -> int:
+    """Open the folders ``parts`` one by one below ``dir_fd``, never through a link."""
+    fd = dir_fd
+    opened: list[int] = []
+    try:
+        for part in parts:
+            if part in ("", ".", "..") or "/" in part:
+                raise UnsafeFile(errno.EINVAL, f"{part!r} is not a plain folder name")
+            try:
+                fd = os.open(part, _DIR, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeFile(exc.errno, f"{part} is a link or not a folder") from None
+                raise
+            opened.append(fd)
+        return os.dup(fd) if fd is not None else os.open(".", _DIR)
+    finally:
+        for f in opened:
+            os.close(f)
+
+
+def read_regular_file(path: str | Path, max_bytes: int, dir_fd: int | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file with one link, reached without following any link.
+
+    ``path`` is relative to ``dir_fd`` when given. Raises :class:`UnsafeFile` (saying why)
+    for a link, a hard link, anything that is not a regular file, or more than ``max_bytes``.
+    """
+    parts = Path(path).parts
+    if not parts or Path(path).is_absolute():
+        raise UnsafeFile(errno.EINVAL, f"{str(path)!r} is not a relative path")
+    dir_fd_owned = _open_dir(list(parts[:-1]), dir_fd)
+    name = parts[-1]
+    try:
+        try:
+            info = os.lstat(name, dir_fd=dir_fd_owned)
+        except FileNotFoundError:
+            raise
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(errno.EINVAL, f"{name} is {_describe(info.st_mode)}")
+        fd = os.open(name, _NOFOLLOW, dir_fd=dir_fd_owned)
+    except OSError as exc:
+        if isinstance(exc, UnsafeFile | FileNotFoundError):
+            raise
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile(exc.errno, f"{name} is a symbolic link") from None
+        raise
+    finally:
+        os.close(dir_fd_owned)
+    try:
+        info = os.fstat(fd)  # the file actually opened: a link swapped in after the lstat is caught here
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(errno.EINVAL, f"{name} is {_describe(info.st_mode)}")
+        if info.st_nlink != 1:
+            raise UnsafeFile(errno.EMLINK, f"{name} is a hard link ({info.st_nlink} names for one file)")
+        if info.st_size > max_bytes:
+            raise UnsafeFile(errno.EFBIG, f"{name} is {info.st_size:,} bytes, over the limit of {max_bytes:,}")
+        chunks, left = [], max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:  # it grew while we read it
+            raise UnsafeFile(errno.EFBIG, f"{name} is over the limit of {max_bytes:,} bytes")
+        return data
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Intake:
+    """What was accepted from one submission folder, and what was left out (and why)."""
+
+    files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes
+    left_out: list[str] = field(default_factory=list)  # "name: why", for the report
+    problem: str | None = None  # the folder itself could not be read safely
+
+    def notes(self) -> list[str]:
+        return [f"left out {item}" for item in self.left_out]
+
+
+def _walk_names(dir_fd: int, prefix: str = "", depth: int = 0) -> list[tuple[str, int]]:
+    """(relative name, lstat mode) of everything below ``dir_fd``, folders entered without following links."""
+    found = []
+    for entry in sorted(os.listdir(dir_fd)):
+        rel = f"{prefix}{entry}"
+        mode = os.lstat(entry, dir_fd=dir_fd).st_mode
+        found.append((rel, mode))
+        if stat.S_ISDIR(mode) and depth < 8:
+            try:
+                sub = os.open(entry, _DIR, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                found.extend(_walk_names(sub, rel + "/", depth + 1))
+            finally:
+                os.close(sub)
+    return found
+
+
+def _open_below(base: str | Path, rel: str | Path) -> int:
+    """A folder descriptor for ``base/rel``: ``base`` is the instructor's (trusted), ``rel`` is walked without links."""
+    base_fd = os.open(os.path.realpath(base), _DIR)
+    try:
+        return _open_dir(list(Path(rel).parts), base_fd)
+    finally:
+        os.close(base_fd)
+
+
+def read_submission(
+    base: str | Path,
+    folder: str | Path,
+    notebooks: list[str],
+    extra_files: list[str] = (),
+    max_notebook_bytes: int = MAX_NOTEBOOK_BYTES,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> Intake:
+    """Read ``base/folder``'s ``<notebook>.ipynb`` files and the declared ``extra_files``, as bytes, safely.
+
+    ``base`` is the instructor's (the course root); ``folder`` (``submitted/<student>/<assignment>``)
+    must not be reached through a link: ``submitted/<student>`` being a link to another
+    student's folder is refused as a whole. Files that are not asked
+    for are ignored; asked-for files that are links, hard links or special files are
+    left out and named.
+    """
+    intake = Intake()
+    try:
+        dir_fd = _open_below(base, folder)
+    except FileNotFoundError:
+        intake.problem = "no submission folder"
+        return intake
+    except OSError as exc:
+        intake.problem = f"the submission folder cannot be read safely: {exc.strerror or exc}"
+        return intake
+    try:
+        wanted = {f"{name}.ipynb": max_notebook_bytes for name in notebooks}
+        wanted.update(dict.fromkeys(extra_files, max_file_bytes))
+        present = dict(_walk_names(dir_fd))
+        for rel, mode in present.items():
+            if rel in wanted or stat.S_ISDIR(mode):
+                continue
+            if not stat.S_ISREG(mode) or rel.endswith(".ipynb"):
+                intake.left_out.append(
+                    f"{rel}: {_describe(mode) if not stat.S_ISREG(mode) else 'not part of the assignment'}"
+                )
+        for rel, cap in wanted.items():
+            if rel not in present:
+                continue
+            try:
+                intake.files[rel] = read_regular_file(rel, cap, dir_fd=dir_fd)
+            except OSError as exc:
+                intake.left_out.append(f"{rel}: {exc.strerror or exc}")
+    finally:
+        os.close(dir_fd)
+    return intake
+
+
+# --------------------------------------------------------------------------- the instructor's cells
+
+
+def _meta(cell: NotebookNode) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str]:
+    """Give every nbgrader cell of ``nb`` the instructor's metadata; return notes on what the student changed.
+
+    nbgrader trusts a submission's cell metadata: a student who raises a test's points,
+    marks their own cell as a test, or duplicates a grade id makes ``autograde`` fail
+    or score the wrong thing. Here the source notebook decides: a cell whose grade id
+    the source has gets the source's metadata (the source text of locked cells is put
+    back by nbgrader itself); a second cell with the same id, or an id the source does
+    not have, becomes an ordinary cell of the student's. Cells the student deleted are
+    re-added by nbgrader (``OverwriteCells.add_missing_cells``).
+    """
+    by_id = {_meta(c).get("grade_id"): c for c in source.cells if _meta(c).get("grade_id")}
+    notes: list[str] = []
+    seen: set[str] = set()
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        if meta is None:
+            continue
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        own = by_id.get(grade_id) if isinstance(grade_id, str) else None
+        if own is None or grade_id in seen or own.cell_type != cell.cell_type:
+            del cell.metadata["nbgrader"]
+            why = "a copy of" if grade_id in seen else "not one of"
+            if meta.get("grade") or meta.get("locked") or meta.get("solution"):
+                notes.append(
+                    f"cell {grade_id!r} claimed to be {why} the instructor's graded cells; graded as ordinary code"
+                )
+            continue
+        seen.add(grade_id)
+        wanted = copy.deepcopy(own.metadata["nbgrader"])
+        changed = sorted(k for k in set(wanted) | set(meta) if k != "checksum" and wanted.get(k) != meta.get(k))
+        if changed:
+            notes.append(f"the metadata of {grade_id} was edited ({', '.join(changed)}); the instructor's was used")
+        if "checksum" in meta and "checksum" in wanted and meta["checksum"] != wanted["checksum"]:
+            pass  # nbgrader compares the cell's source with this checksum and reports the edit itself
+        cell.metadata["nbgrader"] = wanted
+    return notes
+
+
+# --------------------------------------------------------------------------- collecting from the exchange
+
+
+def copy_tree_safely(src: str | Path, dest: str | Path, max_file_bytes: int = MAX_FILE_BYTES, log=None) -> list[str]:
+    """Copy the regular single-link files below ``src`` to ``dest``; return what was left out and why.
+
+    ``src``'s last component (the student's folder in the exchange) must not be a link. Nothing is followed: links, hard links, devices and
+    FIFOs are skipped, and so are files over ``max_file_bytes``.
+    """
+    src, dest = Path(src).absolute(), Path(dest)
+    skipped: list[str] = []
+    dir_fd = _open_below(src.parent, src.name)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel, mode in _walk_names(dir_fd):
+            target = dest / rel
+            if stat.S_ISDIR(mode):
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            try:
+                data = read_regular_file(rel, max_file_bytes, dir_fd=dir_fd)
+            except OSError as exc:
+                skipped.append(f"{rel}: {exc.strerror or exc}")
+                if log is not None:
+                    log.warning("not collected: %s/%s (%s)", src, rel, exc.strerror or exc)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as fh:
+                fh.write(data)
+    finally:
+        os.close(dir_fd)
+    return skipped
+
+
+class SafeExchangeCollect(ExchangeCollect):
+    """nbgrader's collect without following links in the exchange (``nbgrader collect`` and the Formgrader).
+
+    Selected in ``nbgrader_config.py`` with
+    ``c.ExchangeFactory.collect = "ftlab.grading.intake.SafeExchangeCollect"``.
+    """
+
+    def do_copy(self, src, dest, log=None):
+        try:
+            skipped = copy_tree_safely(src, dest, log=self.log)
+        except OSError as exc:
+            self.log.error("not collected: %s cannot be read safely (%s)", src, exc.strerror or exc)
+            return
+        for item in skipped:
+            self.log.warning("left out of %s: %s", dest, item)
+
+
+def collect(assignment: str, nbgrader_args: list[str] = ()) -> int:
+    """``ftlab collect ASSIGNMENT``: ``nbgrader collect`` with :class:`SafeExchangeCollect`, whatever the config says."""
+    import subprocess
+    import sys
+
+    forced = "--ExchangeFactory.collect=ftlab.grading.intake.SafeExchangeCollect"
+    return subprocess.call([sys.executable, "-m", "nbgrader", "collect", assignment, *nbgrader_args, forced])

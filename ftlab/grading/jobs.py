@@ -1,0 +1,145 @@
+"""One submission's grading run as plain data: build it, run it (here or on a Dask worker), kill it.
+
+A :class:`Job` carries a private course -- the config, a gradebook snapshot, the
+assignment's sources and the accepted bytes of one submission -- so a worker needs
+the course environment but no shared file system. :func:`run_job` grades it with
+``nbgrader autograde`` in a temporary folder under a wall clock and returns a
+:class:`JobResult`: files, never the student's objects.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Job", "JobResult", "run_job", "course_files"]
+
+
+@dataclass
+class Job:
+    """One ``nbgrader autograde`` run; the hidden tests travel with it to the worker, never into the sandbox."""
+
+    assignment: str
+    student: str
+    notebooks: list[str]  # what this run grades
+    pattern: str  # nbgrader's --notebook ("*": all of them)
+    files: dict[str, bytes]  # the accepted submission, by path in the course
+    common: dict[str, bytes]  # config, gradebook snapshot, sources: one dict shared by every job of a run
+    args: list[str]
+    env: dict[str, str]
+    wall_clock: float
+
+
+@dataclass
+class JobResult:
+    rc: int | None  # None: killed by the wall clock
+    log: str
+    gradebook: bytes | None  # the job's gradebook after a successful run
+    autograded: dict[str, bytes]  # autograded/<student>/<assignment>/ after a successful run
+    host: str = ""
+
+    @classmethod
+    def failed(cls, why: str) -> JobResult:
+        return cls(-1, why if why.endswith("\n") else why + "\n", None, {})
+
+
+def _read_tree(folder: Path, prefix: str = "") -> dict[str, bytes]:
+    """Files below a folder this process made (a job's own output): links are not followed."""
+    return {
+        f"{prefix}{p.relative_to(folder).as_posix()}": p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def course_files(root: Path, assignment: str, source_dir: str) -> dict[str, bytes]:
+    """What every job of one assignment shares: the config, a gradebook snapshot and the instructor's sources."""
+    files = {"nbgrader_config.py": (root / "nbgrader_config.py").read_bytes()}
+    files["gradebook.db"] = (root / "gradebook.db").read_bytes()
+    files.update(_read_tree(root / source_dir / assignment, f"{source_dir}/{assignment}/"))
+    return files
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill nbgrader and every kernel it started (kernels run in their own sessions)."""
+    try:
+        import psutil
+
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except Exception:
+        children = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for child in children:
+        try:
+            child.kill()
+        except Exception:
+            pass
+    proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the process that started it dies (a Dask worker killed mid-grade)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
+
+
+def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
+    """Run nbgrader; (returncode, output), returncode None when the wall clock ran out."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        out, _ = proc.communicate(timeout=wall_clock)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # a grandchild still holds the pipe
+            out = ""
+        return None, out
+    return proc.returncode, out
+
+
+def run_job(job: Job, common: dict[str, bytes] | None = None) -> JobResult:
+    """Grade one job in a temporary course; ``common`` replaces ``job.common`` (sent to a worker once)."""
+    with tempfile.TemporaryDirectory(prefix="ftlab-job-") as tmp:
+        course = Path(tmp)
+        for rel, data in {**(job.common if common is None else common), **job.files}.items():
+            path = (course / rel).resolve()
+            if course.resolve() not in path.parents:
+                raise ValueError(f"job file {rel!r} is outside the job's course")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        env = {**os.environ, **job.env}
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        args = ["autograde", job.assignment, f"--student={job.student}", f"--notebook={job.pattern}", "--force"]
+        rc, out = _run_nbgrader(args + job.args, course, env, job.wall_clock)
+        graded = course / "autograded" / job.student / job.assignment
+        ok = rc == 0 and all((graded / f"{n}.ipynb").exists() for n in job.notebooks)
+        return JobResult(
+            rc,
+            out,
+            (course / "gradebook.db").read_bytes() if ok else None,
+            _read_tree(graded) if ok else {},
+            socket.gethostname(),
+        )
