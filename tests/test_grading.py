@@ -5,6 +5,7 @@ The whole engine runs end to end, attack submissions included, in ``tests/test_n
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -379,3 +380,76 @@ def test_the_environment_is_mounted_after_the_tmpfs_that_could_hide_it():
     prefix = os.path.realpath(sys.prefix)
     binds = [i for i, a in enumerate(args) if a == "--ro-bind" and args[i + 1] == prefix]
     assert binds and binds[0] > first_tmpfs
+
+
+# --------------------------------------------------------------------------- the executor against hostile kernels
+
+
+def _grade_toy(tmp_path, answers: dict[str, str], tests: dict[str, str], setup: str = "import math", **traits):
+    """Grade a toy notebook (setup, then each answer followed by its test); per cell, output texts/error names."""
+    from ftlab.grading.executor import SandboxedExecute
+
+    assert check_available() is None, check_available()
+    cells = [_cell(setup, grade_id="setup", locked=True, grade=False, solution=False)]
+    for (answer_id, answer), (test_id, test) in zip(answers.items(), tests.items(), strict=True):
+        cells.append(_cell(answer, grade_id=answer_id, solution=True, grade=False, locked=False))
+        cells.append(
+            _cell(f'"""{test_id}"""\n{test}', grade_id=test_id, grade=True, solution=False, locked=True, points=1)
+        )
+    source = nbformat.v4.new_notebook(cells=cells)
+    source.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(source, tmp_path / "toy.ipynb")
+    executor = SandboxedExecute(source_notebook=str(tmp_path / "toy.ipynb"), **traits)
+    resources = {"nbgrader": {"notebook": "toy"}, "metadata": {"path": str(tmp_path)}}
+    graded, _ = executor.preprocess(copy.deepcopy(source), resources)
+    return [[(o.get("ename") or o.get("text", "")).strip() for o in c.outputs] for c in graded.cells]
+
+
+def test_a_call_that_ignores_interrupts_costs_only_its_own_check(tmp_path):
+    """The interrupted call never ends: its kernel is replaced (with the setup run again) and the next answer
+    is graded -- the interrupt request's own idle status must not pass for the call's."""
+    stubborn = (
+        "import signal\ndef f():\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    while True:\n        pass"
+    )
+    honest = "def g():\n    return math.sqrt(16)"
+    outputs = _grade_toy(tmp_path, {"f": stubborn, "g": honest}, {"t_f": "f()", "t_g": "assert g() == 4.0"}, timeout=5)
+    assert outputs[2] == ["CellTimeoutError"], outputs
+    assert outputs[3:] == [[], []], outputs  # g defined in the fresh kernel, with the setup's `math`; t_g passes
+
+
+def test_a_reply_over_the_cap_fails_its_check_without_being_read(tmp_path):
+    """A kernel that forges a 96 MiB reply file: the grader reads at most the cap (16 MiB) and fails the check."""
+    forged = (
+        "import ftlab.grading.kernel as k\n"
+        "from IPython.display import publish_display_data\n"
+        "def forge(payload):\n"
+        "    with open(k._reply_path, 'wb') as fh:\n"
+        "        fh.write(b'\\xff' * (96 << 20))\n"
+        "    publish_display_data({'application/x-ftlab-grading-reply': {'size': 1}})\n"
+        "k._reply = forge\n"
+        "def f():\n    return 1"
+    )
+    outputs = _grade_toy(tmp_path, {"f": forged}, {"t_f": "assert f() == 1"}, timeout=60, max_reply_mb=16, policy=False)
+    assert outputs[2][-1] == "StudentError", outputs
+    graded_text = json.dumps(outputs)
+    assert "over the limit of 16,777,216" in graded_text or "StudentError" in graded_text
+
+
+def test_a_value_too_large_for_the_sandbox_is_an_error_not_a_crash(tmp_path):
+    """The reply file is bounded by the sandbox's file-size limit: a 64 MiB tensor with an 8 MiB limit fails."""
+    big = "import torch\ndef f():\n    return torch.zeros(16 << 20)"
+    outputs = _grade_toy(tmp_path, {"f": big}, {"t_f": "f()"}, timeout=120, file_size_mb=8, max_reply_mb=8)
+    assert outputs[2][-1] == "StudentError", outputs
+
+
+def test_the_policy_decides_in_the_grader(tmp_path):
+    """A check whose forbidden function the answer uses is not run: 0, with the reason in its output."""
+    setup = "import math\nfrom ftlab.grading import forbid"
+    answers = {"f": "def f(x):\n    return math.sqrt(x)", "g": "def g(x):\n    return x ** 0.5"}
+    tests = {
+        "t_f": "with forbid('math.sqrt'):\n    assert f(9) == 3",
+        "t_g": "with forbid('math.sqrt'):\n    assert g(9) == 3",
+    }
+    outputs = _grade_toy(tmp_path, answers, tests, setup=setup, timeout=60)
+    assert outputs[2] == ["PolicyViolation"], outputs
+    assert outputs[4] == [], outputs

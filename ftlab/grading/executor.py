@@ -172,6 +172,7 @@ class SandboxedExecute(RobustExecute):
     )
 
     _session: GraderSession | None = None
+    _setups: list[str] = []
     _assessment: policy.Assessment | None = None
     _output_left, _output_dropped = 1 << 62, False  # set per cell in preprocess_cell
 
@@ -196,7 +197,7 @@ class SandboxedExecute(RobustExecute):
         source = self._source(resources)
         self._by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in source.cells}
         solutions = [c.source for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")]
-        setups = [c.source for c in source.cells if _is_setup(c)]
+        setups = self._setups = [c.source for c in source.cells if _is_setup(c)]
         tests = [c.source for c in source.cells if _is_test(c)]
         self._guards = _guard_names(setups + tests)
         self._sandbox = None
@@ -225,6 +226,22 @@ class SandboxedExecute(RobustExecute):
         km = super().create_kernel_manager()
         km.sandbox, km.guards, km.submission_dir = self._sandbox, self._guards, self._submission
         return km
+
+    async def _async_fresh_kernel(self) -> None:
+        """A replaced kernel gets the instructor's setup again: later answers need its imports and data."""
+        await super()._async_fresh_kernel()
+        for setup in self._setups:
+            try:
+                await self.kc.execute_interactive(
+                    setup,
+                    silent=True,
+                    store_history=False,
+                    allow_stdin=False,
+                    timeout=self.timeout or 600,
+                    output_hook=lambda msg: None,
+                )
+            except Exception as exc:  # the later cells report what is missing
+                self.log.warning("The setup cell failed in the fresh kernel: %s", exc)
 
     async def async_start_new_kernel_client(self):
         kc = await super().async_start_new_kernel_client()

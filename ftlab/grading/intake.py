@@ -256,11 +256,11 @@ def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str
         own = by_id.get(grade_id) if isinstance(grade_id, str) else None
         if own is None or grade_id in seen or own.cell_type != cell.cell_type:
             del cell.metadata["nbgrader"]
-            why = "a copy of" if grade_id in seen else "not one of"
             if meta.get("grade") or meta.get("locked") or meta.get("solution"):
-                notes.append(
-                    f"cell {grade_id!r} claimed to be {why} the instructor's graded cells; graded as ordinary code"
+                what = (
+                    "a second copy of an instructor's cell" if grade_id in seen else "not one of the instructor's cells"
                 )
+                notes.append(f"cell {grade_id!r} is marked for grading but is {what}; graded as ordinary code")
             continue
         seen.add(grade_id)
         wanted = copy.deepcopy(own.metadata["nbgrader"])

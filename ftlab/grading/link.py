@@ -136,7 +136,8 @@ class KernelLink:
         except ValueError as exc:
             return {"error": (GRADING_ERROR, f"the reply from the notebook could not be read: {exc}", [])}
         finally:
-            os.unlink(path)
+            if os.path.exists(path):  # a replaced kernel took its request folder with it
+                os.unlink(path)
         try:
             return decode(data, modules, max_bytes=self.max_reply_bytes)
         except DecodeError as exc:
