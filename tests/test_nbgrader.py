@@ -324,7 +324,6 @@ def _exchange(step: str, course: Path, exchange: Path, assignment: str, student:
     from nbgrader.auth import Authenticator
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.exchange.default import (
-        ExchangeCollect,
         ExchangeFetchAssignment,
         ExchangeReleaseAssignment,
         ExchangeSubmit,
@@ -340,11 +339,14 @@ def _exchange(step: str, course: Path, exchange: Path, assignment: str, student:
         config.CourseDirectory.student_id = student
     if workspace is not None:
         config.Exchange.assignment_dir = str(workspace)
+    from ftlab.grading.intake import SafeExchangeCollect
+
+    assert config.ExchangeFactory.collect == "ftlab.grading.intake.SafeExchangeCollect"  # the course's setting
     cls = {
         "release": ExchangeReleaseAssignment,
         "fetch": ExchangeFetchAssignment,
         "submit": ExchangeSubmit,
-        "collect": ExchangeCollect,
+        "collect": SafeExchangeCollect,
     }[step]
     cls(coursedir=CourseDirectory(config=config), authenticator=Authenticator(config=config), config=config).start()
 
@@ -402,10 +404,26 @@ MARKER = "ftlab-escapee-7f3a"  # in the command line of every process the hostil
 # hostile ps1 submissions: status in the report, score (of 10)
 ATTACKS = {
     "mal_constants": ("errors", 0),  # no work: constants that pass the visible tests
-    "mal_library": ("errors", 0),  # calls ftlab.count_parameters (also via a reference saved early)
-    "mal_patcher": ("errors", 0),  # input transformers, custom exception handler, showtraceback, patched torch/ftlab
+    "mal_library": ("policy", 0),  # calls ftlab.count_parameters (also via a reference saved early)
+    "mal_patcher": ("policy", 0),  # input transformers, custom exception handler, showtraceback, patched torch/ftlab
     "mal_escape": ("graded", 10),  # honest answers, plus: reads/deletes course files, sockets, processes that linger
     "mal_limits": ("errors", 0),  # no work: floods output, fills memory and disk, forks
+    "mal_sigint": ("timeout", 8),  # linear_params ignores Ctrl-C inside the check; the answers after it count
+    "mal_metadata": ("graded", 10),  # honest answers; points raised, a test duplicated, a "bonus" test added
+    "mal_reply": ("policy", 0),  # honest answers, but every reply forged: 600 MiB of garbage per check
+    "mal_exchange_link": ("missing", 0),  # its inbound folder holds a link to the solution: collect skips it
+    "mal_symlink": ("missing", 0),  # submitted/.../parameters.ipynb -> the instructor's solution
+    "mal_hardlink": ("missing", 0),  # submitted/.../parameters.ipynb: a hard link to gradebook.db
+}
+PLANTED = {"mal_symlink", "mal_hardlink", "mal_exchange_link"}  # written by hand, not through submit
+# hostile ps4 submissions (ftlab grade --student 'm4_*'): status, score of 10 -- cls_logits (2) is honest in all
+# but m4_empty, which answers cls_logits and softmax with empty tensors and cross_entropy/ce_grad honestly (3 + 2)
+ATTACKS_PS4 = {
+    "m4_guards": ("policy", 2),  # clears the runtime guards, then calls torch.softmax
+    "m4_alias": ("policy", 2),  # names no guard holds: Tensor base class, aten ops, private aliases
+    "m4_exec": ("policy", 2),  # executes torch's own source, then puts the code object back
+    "m4_handler": ("policy", 2),  # replaces the kernel's request handler
+    "m4_empty": ("errors", 5),  # torch.empty(0, 1, 1): "equal" to anything under allclose's broadcasting
 }
 
 
@@ -448,13 +466,13 @@ def _attack_edits(course: Path, port: int) -> dict:
         "def strategy_counts(model, k):\n    return 0, 0.0\n"
     )
     escape = f"""
-import os, socket, subprocess, sys, threading, time
+import os, shutil, socket, subprocess, sys, threading, time
 course = {str(course)!r}
 tried = {{}}
 for what, action in [
     ("read-solutions", lambda: open(course + "/solutions/ps1_parameters/parameters.ipynb").read()),
     ("read-relative", lambda: open("../../../solutions/ps1_parameters/parameters.ipynb").read()),
-    ("delete-classmate", lambda: __import__("shutil").rmtree(course + "/submitted/alice")),
+    ("delete-classmate", lambda: shutil.rmtree(course + "/submitted/alice")),
     ("delete-gradebook", lambda: os.remove(course + "/gradebook.db")),
     ("write-course", lambda: open(course + "/PWNED", "w").write("x")),
     ("write-home", lambda: open(os.path.expanduser("~root") + "/PWNED", "w").write("x")),
@@ -497,13 +515,100 @@ for _ in range(1000):
         break
 print("LIMITS", memory, "|", disk, "|", forks, "processes")
 """
+    stubborn = (
+        "import signal\n"
+        "def linear_params(n_in, n_out, bias=True):\n"
+        "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "    while True:\n"
+        "        pass\n"
+    )
+    forge = (
+        "import ftlab.grading.kernel as k\n"
+        "from IPython.display import publish_display_data\n"
+        "def forge(payload):\n"
+        "    with open(k._reply_path, 'wb') as fh:\n"
+        "        for _ in range(600):\n"
+        "            fh.write(b'\\xff' * (1 << 20))\n"
+        "    publish_display_data({'application/x-ftlab-grading-reply': {'size': 1}})\n"
+        "k._reply = forge\n"
+    )
+
+    def metadata(path):
+        _work_on(path, ps1)
+        nb = nbformat.read(path, as_version=4)
+        for cell in list(nb.cells):
+            if _meta(cell).get("grade_id") == "test_linear_params":
+                cell.metadata.nbgrader["points"] = 50
+                nb.cells.append(nbformat.from_dict(json.loads(json.dumps(cell))))  # a second copy of the test
+        bonus = nbformat.v4.new_code_cell("assert True")
+        bonus.metadata["nbgrader"] = {
+            "grade": True,
+            "grade_id": "bonus",
+            "points": 90,
+            "locked": True,
+            "solution": False,
+        }
+        nb.cells.append(bonus)
+        nbformat.write(nb, path)
+
     return {
+        "mal_sigint": lambda p: _work_on(p, {**ps1, "linear_params": stubborn}),
+        "mal_metadata": metadata,
+        "mal_reply": lambda p: _work_on(p, ps1, extra=[forge]),
         "mal_constants": lambda p: _work_on(p, constants),
         "mal_library": lambda p: _work_on(p, library),
         "mal_patcher": lambda p: _work_on(p, {}, extra=[patcher]),
         "mal_escape": lambda p: _work_on(p, ps1, extra=[escape]),
         "mal_limits": lambda p: _work_on(p, {}, extra=[flood, limits]),
     }
+
+
+def _ps4_attack_edits() -> dict:
+    ps4 = _answers("ps4_bert_head")
+    by_hand_ce = (
+        "def ce_grad(logits, target):\n"
+        "    e = torch.exp(logits - logits.max(dim=-1, keepdim=True).values)\n"
+        "    onehot = torch.zeros_like(logits)\n"
+        "    onehot[torch.arange(len(target)), target] = 1.0\n"
+        "    return (e / e.sum(dim=-1, keepdim=True) - onehot) / len(target)\n"
+    )
+    softmax_by = {
+        "m4_guards": "from ftlab.grading import guards\nguards._active.clear()\n"
+        "def softmax(z):\n    return torch.softmax(z, dim=-1)\n",
+        "m4_alias": "def softmax(z):\n    return torch._C.TensorBase.softmax(z, -1)\n"
+        "def _ce(z, y):\n    return torch.ops.aten.nll_loss(torch._log_softmax(z, -1, False), y)\n",
+        "m4_exec": "import torch.nn.functional as G\nsrc = open(G.__file__).read()\nexec(compile(src, 'f', 'exec'), {})\n"
+        "def softmax(z):\n    return G.softmax(z, -1)\nsoftmax.__code__ = softmax.__code__\n",
+        "m4_handler": "ip = get_ipython()\nip.kernel.shell_handlers['execute_request'] = ip.kernel.shell_handlers['execute_request']\n"
+        "def softmax(z):\n    return torch.softmax(z, dim=-1)\n",
+    }
+    edits = {name: (lambda p, src=src: _work_on(p, {**ps4, "softmax": src})) for name, src in softmax_by.items()}
+    empty = "def {}(*args):\n    return torch.empty(0, 1, 1)\n"
+    edits["m4_empty"] = lambda p: _work_on(
+        p, {**ps4, "cls_logits": empty.format("cls_logits"), "softmax": empty.format("softmax"), "ce_grad": by_hand_ce}
+    )
+    return edits
+
+
+def _plant_links(course: Path, exchange: Path) -> None:
+    """Links a student can make: in the exchange's inbound folder, and (if they reach it) in submitted/."""
+    source = course / "solutions" / "ps1_parameters" / "parameters.ipynb"
+    stamp = "2026-12-06 10:00:00.000000 UTC"
+    inbound = exchange / "ftlab" / "inbound" / f"mal_exchange_link+ps1_parameters+{stamp}+x1"
+    inbound.mkdir(parents=True)
+    (inbound / "timestamp.txt").write_text(stamp)
+    (inbound / "parameters.ipynb").symlink_to(source)
+    for student, make in (("mal_symlink", "symlink"), ("mal_hardlink", "hardlink")):
+        folder = course / "submitted" / student / "ps1_parameters"
+        folder.mkdir(parents=True)
+        (folder / "timestamp.txt").write_text(stamp)
+        if make == "symlink":
+            (folder / "parameters.ipynb").symlink_to(source)
+        else:
+            os.link(course / "gradebook.db", folder / "parameters.ipynb")
+
+
+LEAKS = ("BEGIN SOLUTION", "SQLite format 3")  # the instructor's answers, the gradebook's bytes
 
 
 def _marked_processes() -> list[str]:
@@ -591,7 +696,12 @@ def graded_class(tmp_path_factory):
     edits = {**_broken_edits(), **_attack_edits(course, listener.getsockname()[1])}
     for student, edit in edits.items():
         _student(course, exchange, workspaces, student, "ps1_parameters", edit)
+    _plant_links(course, exchange)
     _exchange("collect", course, exchange, "ps1_parameters")
+    for student, edit in _ps4_attack_edits().items():
+        _student(course, exchange, workspaces, student, "ps4_bert_head", edit)
+    _exchange("collect", course, exchange, "ps4_bert_head")
+    ps4 = _ftlab_grade(course, "ps4_bert_head", "--student=m4_*", "--fast", "--jobs=2", "--Execute.timeout=45")
     sources = _snapshot(course / "solutions")
     submitted_alice = _snapshot(course / "submitted" / "alice")
     refused = _ftlab_grade(course, "ps1_parameters", "--no-such-option", check=False)
@@ -601,6 +711,7 @@ def graded_class(tmp_path_factory):
     listener.close()
     lingering = _marked_processes()
     report = _report(course / "reports" / "ps1_parameters.csv")
+    report_ps4 = _report(course / "reports" / "ps4_bert_head.csv")
     attacked = SimpleNamespace(
         received=received,
         lingering=lingering,
@@ -633,6 +744,8 @@ def graded_class(tmp_path_factory):
         grades=grades,
         report=report,
         driver=driver.stdout,
+        report_ps4=report_ps4,
+        ps4_driver=ps4.stdout,
         refused=refused,
         attacked=attacked,
         wall_clock=_report(guard)["bob"],
@@ -674,8 +787,44 @@ def test_hostile_submissions_earn_nothing_they_did_not_do(graded_class):
     for student, (status, score) in ATTACKS.items():
         row = report[student]
         assert (row["status"], float(row["score"])) == (status, score), row
-        assert float(graded_class.grades[(student, "ps1_parameters")]["score"]) == score
-    assert "Forbidden" in report["mal_library"]["detail"]
+        if student not in PLANTED:
+            assert float(graded_class.grades[(student, "ps1_parameters")]["score"]) == score
+    library = report["mal_library"]["detail"]
+    assert "PolicyViolation in test_count_params" in library and "uses count_parameters" in library, library
+    assert "CellTimeoutError in test_linear_params" in report["mal_sigint"]["detail"]
+    assert "test_linear_params was edited (points)" in report["mal_metadata"]["detail"]
+    assert "'bonus' is marked for grading but is not one of the instructor's cells" in report["mal_metadata"]["detail"]
+    assert "ftlab.grading" in report["mal_reply"]["detail"]
+
+
+@class_test
+def test_guard_bypasses_and_empty_answers_earn_only_the_honest_checks(graded_class):
+    report = graded_class.report_ps4
+    assert set(report) == set(ATTACKS_PS4), report
+    for student, (status, score) in ATTACKS_PS4.items():
+        row = report[student]
+        assert (row["status"], float(row["score"])) == (status, score), row
+        assert float(graded_class.grades[(student, "ps4_bert_head")]["score"]) == score
+    assert "get_ipython" in report["m4_handler"]["detail"] and "exec" in report["m4_exec"]["detail"]
+    path = graded_class.course / "autograded" / "m4_empty" / "ps4_bert_head" / "bert_head.ipynb"
+    text = json.dumps(nbformat.read(path, as_version=4).dict())
+    assert "shape (0, 1, 1)" in text, "the failed check says what was wrong with the answer"
+
+
+@class_test
+def test_links_are_never_followed(graded_class):
+    """No byte from outside a submission's accepted files reaches autograded/ or feedback/."""
+    report = graded_class.report
+    assert "is a symbolic link" in report["mal_symlink"]["detail"], report["mal_symlink"]
+    assert "is a hard link" in report["mal_hardlink"]["detail"], report["mal_hardlink"]
+    collected = graded_class.course / "submitted" / "mal_exchange_link" / "ps1_parameters"
+    assert sorted(p.name for p in collected.iterdir()) == ["timestamp.txt"]
+    for student in [*ATTACKS, *ATTACKS_PS4]:
+        for folder in ("autograded", "feedback"):
+            for path in (graded_class.course / folder / student).rglob("*"):
+                if path.is_file():
+                    data = path.read_bytes()
+                    assert not any(leak.encode() in data for leak in LEAKS), (student, path)
 
 
 @class_test

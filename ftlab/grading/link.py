@@ -55,6 +55,10 @@ class SandboxKernelManager(AsyncKernelManager):
         kwargs.setdefault("context", _bounded_context())
         super().__init__(**kwargs)
 
+    def client(self, **kwargs: Any):
+        kwargs.setdefault("context", self.context)  # the client's sockets are the ones that read the kernel
+        return super().client(**kwargs)
+
     async def _async_pre_start_kernel(self, **kw):
         self.channel_dir = sb.make_channel_dir()
         self.request_dir = sb.make_channel_dir()
