@@ -162,7 +162,9 @@ class SandboxedExecute(RobustExecute):
     extra_ro_binds = List(Unicode(), help="More host folders the kernel may read (read-only).").tag(config=True)
     max_output_kb = Integer(1024, help="Output kept per cell (KiB); the rest is dropped.").tag(config=True)
     max_reply_mb = Integer(
-        sb.Limits.file_size_mb, help="Largest value the grader accepts from the student's kernel (MiB)."
+        128,
+        help="Largest value the grader accepts from the student's kernel (MiB): the largest model a check takes "
+        "back (MiniLM-L6, ps8) is 91 MB; a hostile reply at the cap costs the grader about 3x this in memory.",
     ).tag(config=True)
     policy = Bool(True, help="Score 0 the checks whose rules the student's code breaks (ftlab.grading.policy).").tag(
         config=True
