@@ -105,7 +105,9 @@ def map_lite0_state_dict(
             problems.append(f"{len(bad_shape)} shape mismatches (e.g. {bad_shape[:3]})")
         if missing:
             problems.append(f"{len(missing)} timm keys not filled (e.g. {missing[:3]})")
-        raise ValueError("EfficientNet-Lite0 checkpoint does not match timm tf_efficientnet_lite0: " + "; ".join(problems))
+        raise ValueError(
+            "EfficientNet-Lite0 checkpoint does not match timm tf_efficientnet_lite0: " + "; ".join(problems)
+        )
     return mapped
 
 

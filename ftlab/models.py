@@ -422,10 +422,16 @@ _MODELS: dict[str, ModelSpec] = {
         functools.partial(_load_text, "minilm"),
     ),
     "resnet18": ModelSpec(
-        "vision", True, "torchvision ResNet-18 (11.7M params), ImageNet weights", functools.partial(_load_resnet, "resnet18")
+        "vision",
+        True,
+        "torchvision ResNet-18 (11.7M params), ImageNet weights",
+        functools.partial(_load_resnet, "resnet18"),
     ),
     "resnet50": ModelSpec(
-        "vision", True, "torchvision ResNet-50 (25.6M params), ImageNet weights", functools.partial(_load_resnet, "resnet50")
+        "vision",
+        True,
+        "torchvision ResNet-50 (25.6M params), ImageNet weights",
+        functools.partial(_load_resnet, "resnet50"),
     ),
     "bert-base-uncased": ModelSpec(
         "text",

@@ -328,7 +328,14 @@ def compare(
             seed_everything(run_seed)
             net = load_pretrained(model, num_classes=splits.num_classes, pretrained=strategy.pretrained)
             r = run_strategy(
-                strategy.name, net, splits, settings, collate_fn=collate, device=device, seed=run_seed, progress=progress
+                strategy.name,
+                net,
+                splits,
+                settings,
+                collate_fn=collate,
+                device=device,
+                seed=run_seed,
+                progress=progress,
             )
             results.append(r)
             if progress:

@@ -143,23 +143,20 @@ def fit(
         max_label=max_label(train_data),
         on_step=bar.update,
     )
+    val_kw = dict(batch_size=max(cfg.batch_size, 128), device=device, collate_fn=collate_fn, amp=cfg.amp)
     try:
         for epoch in range(1, cfg.epochs + 1):
             if unfreeze is not None:
                 unfreeze_top(model, unfreeze[epoch - 1], groups)
             record = _timed_epoch(model, loader, opt, sched, epoch, step_kw)
-            stop = False
             if val_data is not None:
-                val = evaluate(
-                    model, val_data, batch_size=max(cfg.batch_size, 128), device=device, collate_fn=collate_fn, amp=cfg.amp
-                )
+                val = evaluate(model, val_data, **val_kw)
                 record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-                stop = stopper.update(model, val["accuracy"], epoch)
+                history.stopped_early = stopper.update(model, val["accuracy"], epoch)
                 history.best_epoch = stopper.best_epoch
             history.epochs.append(record)
             bar.set_postfix(epoch=epoch, loss=f"{record['train_loss']:.3f}", val_acc=record.get("val_accuracy"))
-            if stop:
-                history.stopped_early = True
+            if history.stopped_early:
                 break
     except KeyboardInterrupt:
         history.interrupted = True

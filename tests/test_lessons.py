@@ -65,6 +65,7 @@ MUST_PRINT = {
     "06_best_practices.ipynb": ["reloaded: identical test predictions"],
 }
 
+
 def _code(nb) -> list[str]:
     return [c.source for c in nb.cells if c.cell_type == "code"]
 

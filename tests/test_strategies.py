@@ -223,12 +223,16 @@ def test_layerwise_decays_each_group_by_gamma_and_the_others_do_not(name, splits
 
 def test_a_seventh_strategy_is_one_row_of_the_table(splits, pretrained, monkeypatch):
     """A new strategy is data: its row says which groups train at which rates, run_strategy does the rest."""
-    top_layerwise = Strategy("top_layerwise", "top 3 groups, gamma-decayed", top=lambda s, n: 3, gamma=attrgetter("gamma"))
+    top_layerwise = Strategy(
+        "top_layerwise", "top 3 groups, gamma-decayed", top=lambda s, n: 3, gamma=attrgetter("gamma")
+    )
     monkeypatch.setattr(ftlab.strategies, "STRATEGY_TABLE", (*STRATEGY_TABLE, top_layerwise))
     seen = _recorded_fit_calls(monkeypatch)
     model = pretrained()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    r = run_strategy("top_layerwise", model, splits, dataclasses.replace(FAST, gamma=0.5, weight_decay=0.0), progress=False)
+    r = run_strategy(
+        "top_layerwise", model, splits, dataclasses.replace(FAST, gamma=0.5, weight_decay=0.0), progress=False
+    )
     changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"2", "4", "6"} and r.test_accuracy > 0.5
     ((_, kwargs),) = seen
