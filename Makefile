@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: demo test lessons-full lab lint clean system-deps
+.PHONY: demo test test-fast lessons-full lab lint clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The edit-test loop: lint and every test except the slow ones (nbgrader runs, the hub, the cluster,
+# lesson execution, end-to-end compare runs). `make test` still runs everything.
+test-fast: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow"
 
 # Every lesson top to bottom in full mode (FTLAB_FAST=0), with the asserts that check its prose's claims.
 # Slow: tens of minutes on a 2-core CPU. One lesson: make lessons-full K=03_learning_rate

@@ -2,7 +2,12 @@
 
 Modules are named for concepts: :mod:`ftlab.layers` (layer groups, freezing,
 parameter counts), :mod:`ftlab.optim` (layer-wise learning rates, gradual
-unfreezing), :mod:`ftlab.utils` (seeding, device).
+unfreezing), :mod:`ftlab.utils` (seeding, device); :mod:`ftlab.train` is the
+training loop, its settings one :class:`ftlab.config.FitConfig`, its helpers
+:mod:`ftlab.batches`, :mod:`ftlab.precision`, :mod:`ftlab.schedules`,
+:mod:`ftlab.evaluation` and :mod:`ftlab.history`; :mod:`ftlab.models` is a
+registry of loaders (foreign checkpoints mapped in :mod:`ftlab.checkpoints`)
+and :mod:`ftlab.strategies` a table of fine-tuning strategies.
 """
 
 from .layers import (

@@ -44,6 +44,7 @@ __all__ = [
     "TextDataset",
     "load_dataset",
     "available_datasets",
+    "dataset_kind",
     "text_collate",
     "stratified_split",
     "default_root",
@@ -512,6 +513,20 @@ _DATASETS: dict[str, _DataSpec] = {
 }
 
 
+def _spec(name: str) -> _DataSpec:
+    if not isinstance(name, str):
+        raise TypeError(f"data set name must be a str, got {type(name).__name__}")
+    spec = _DATASETS.get(name.strip().lower().replace("-", "_"))
+    if spec is None:
+        raise ValueError(f"unknown data set {name!r}; available: {sorted(_DATASETS)} (see available_datasets())")
+    return spec
+
+
+def dataset_kind(name: str) -> str:
+    """``"image"`` or ``"text"``: what a data set's items are, known without loading it."""
+    return _spec(name).kind
+
+
 def available_datasets() -> dict[str, str]:
     """Data set name -> one-line description (size, classes, source, offline/online)."""
     return {name: spec.description for name, spec in _DATASETS.items()}
@@ -543,11 +558,7 @@ def load_dataset(
     experiments and quick runs. Everything depends only on ``seed``.
     Online data sets are read from ``root`` and downloaded only if ``download=True``.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"data set name must be a str, got {type(name).__name__}")
-    spec = _DATASETS.get(name.strip().lower().replace("-", "_"))
-    if spec is None:
-        raise ValueError(f"unknown data set {name!r}; available: {sorted(_DATASETS)} (see available_datasets())")
+    spec = _spec(name)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     fractions = (_check_fraction("val_fraction", val_fraction), _check_fraction("test_fraction", test_fraction))

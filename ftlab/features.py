@@ -19,8 +19,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from .batches import logits_of, make_loader, to_device
+from .config import SETTING_NAMES, FitConfig, resolve
+from .evaluation import evaluate, inference
+from .history import History
 from .layers import LayerGroup, resolve_groups
-from .train import History, evaluate, fit, inference, logits_of, make_loader, to_device
+from .train import fit
 
 __all__ = ["head_module", "cached_features", "fit_head_on_features", "group_outputs", "group_features"]
 
@@ -66,6 +70,7 @@ def fit_head_on_features(
     train_data: Dataset | DataLoader,
     val_data: Dataset | DataLoader | None = None,
     test_data: Dataset | DataLoader | None = None,
+    config: FitConfig | None = None,
     *,
     head: nn.Module | None = None,
     device: str | torch.device | None = None,
@@ -76,22 +81,23 @@ def fit_head_on_features(
 
     Freezes ``model`` except its ``head`` (default :func:`head_module`), runs
     :func:`cached_features` on each split, trains the head with
-    :func:`ftlab.train.fit` (``fit_kwargs``: ``epochs``, ``lr`` or
-    ``param_groups``, ...) and returns its history and test accuracy (``None``
-    without ``test_data``). The head is trained in place: ``model`` is the
-    fine-tuned network afterwards.
+    :func:`ftlab.train.fit` (``config`` and ``fit_kwargs``: ``epochs``, ``lr``
+    or ``param_groups``, ...) and returns its history and test accuracy
+    (``None`` without ``test_data``). The head is trained in place: ``model``
+    is the fine-tuned network afterwards.
     """
+    config = resolve(config, {k: fit_kwargs.pop(k) for k in list(fit_kwargs) if k in SETTING_NAMES})
     head = head_module(model) if head is None else head
     model.requires_grad_(False)
     head.requires_grad_(True)
-    batch = max(128, fit_kwargs.get("batch_size", 64))
+    batch = max(128, config.batch_size)
     train, val, test = (
         None
         if d is None
         else cached_features(model, d, head=head, batch_size=batch, device=device, collate_fn=collate_fn)
         for d in (train_data, val_data, test_data)
     )
-    history = fit(head, train, val, device=device, **fit_kwargs)
+    history = fit(head, train, val, config, device=device, **fit_kwargs)
     accuracy = None if test is None else evaluate(head, test, device=device)["accuracy"]
     return history, accuracy
 

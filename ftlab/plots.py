@@ -5,9 +5,8 @@ the matplotlib ``Figure``; charts (:func:`lr_plot`, :func:`trainable_bars`,
 :func:`depth_plot`) draw on an ``Axes`` (a new one unless ``ax=`` is given) and
 return it -- so a notebook shows them, and a test can read back what was drawn.
 
-:func:`group_outputs` and :func:`group_features` (what each layer group
-produces: the feature maps the grids show, per-depth features for probes) live
-in :mod:`ftlab.features` and are importable from here too.
+What the grids show (each layer group's output) is collected by
+:func:`ftlab.features.group_outputs` and :func:`ftlab.features.group_features`.
 """
 
 from __future__ import annotations
@@ -19,15 +18,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .features import group_features, group_outputs
 from .layers import GroupRow
 
 __all__ = [
     "filter_grid",
     "feature_map_grid",
     "image_grid",
-    "group_outputs",
-    "group_features",
     "lr_plot",
     "trainable_bars",
     "depth_plot",
@@ -87,7 +83,7 @@ def feature_map_grid(maps: Mapping[str, torch.Tensor], n: int = 8, cell: float =
     """One row per layer group: the ``n`` most active channels of its feature map.
 
     ``maps`` is name -> activation ``(C, H, W)`` (or ``(1, C, H, W)``), e.g. from
-    :func:`group_outputs`. Channels are ranked by mean activation; each map is
+    :func:`ftlab.features.group_outputs`. Channels are ranked by mean activation; each map is
     min-max scaled on its own. The row label gives the name and the map's shape,
     so the shrinking resolution and growing depth with depth are visible.
     Returns the Figure; ``fig.channels`` maps each row name to the channels shown.

@@ -18,6 +18,11 @@ layerwise          every layer, rates decayed by ``gamma`` per group downwards
 gradual            head first, then more groups each epoch (ULMFiT)
 scratch            every layer of a randomly initialised network
 ================== ============================================================
+
+Each row is one :class:`Strategy` in :data:`STRATEGY_TABLE` -- which groups
+train, at which rates, for how long, from which weights -- and
+:func:`run_strategy` carries any row out the same way: a new strategy is a new
+row, not a new branch.
 """
 
 from __future__ import annotations
@@ -27,25 +32,32 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from .config import FitConfig
+from .evaluation import evaluate
 from .features import fit_head_on_features, head_module
+from .history import History
 from .layers import LayerGroup, count_parameters, layer_groups, unfreeze, unfreeze_top
-from .optim import param_groups, unfreeze_schedule
-from .train import FitConfig, History, evaluate, fit
+from .optim import check_gamma, param_groups, unfreeze_schedule
+from .train import fit
 from .utils import seed_everything
 
 __all__ = [
     "STRATEGIES",
+    "STRATEGY_TABLE",
+    "Strategy",
     "StrategyResult",
     "Settings",
     "StrategySummary",
     "compare",
+    "get_strategy",
     "run_strategy",
     "summarize",
     "select_strategy",
@@ -55,22 +67,12 @@ __all__ = [
     "save_results",
 ]
 
-STRATEGIES: dict[str, str] = {
-    "feature_extraction": "classifier only, on cached frozen features",
-    "fine_tune_top": "top k groups, low LR",
-    "fine_tune_all": "all layers, low LR",
-    "layerwise": "all layers, LR decayed by gamma per group",
-    "gradual": "head first, then more groups each epoch",
-    "scratch": "random init, all layers",
-}
-TEXT_STRATEGIES = ("feature_extraction", "fine_tune_all", "layerwise")
-
 
 @dataclass(frozen=True)
 class Settings(FitConfig):
     """Hyperparameters of a comparison. Defaults suit EfficientNet-Lite0 on small images.
 
-    Every :func:`ftlab.train.fit` hyperparameter (:class:`ftlab.train.FitConfig`:
+    Every :func:`ftlab.train.fit` hyperparameter (:class:`ftlab.config.FitConfig`:
     ``batch_size``, ``schedule``, ``warmup_epochs``, ``label_smoothing``,
     ``grad_clip``, ...) is a field and reaches every strategy's ``fit``; the
     fields below are the strategies' own, and the defaults this comparison
@@ -89,10 +91,88 @@ class Settings(FitConfig):
     gamma: float = 0.8
     top_k: int = 3
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("head_lr", "scratch_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("head_epochs", "top_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_gamma(self.gamma)
+
 
 TEXT_SETTINGS = Settings(
     epochs=3, batch_size=32, lr=5e-5, head_lr=1e-2, head_epochs=30, gamma=0.8, weight_decay=0.01, schedule="linear"
 )
+
+
+# --------------------------------------------------------------------------- the strategies
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to fine-tune, as data: which layer groups train, at which rates, for how long, from what.
+
+    ``top(settings, n_groups)``: how many top groups train (``None``: all of
+    them); ``lr(settings)`` and ``gamma(settings)``: the top group's rate and
+    the decay per group below it (:func:`ftlab.optim.param_groups`; the head
+    trains at ``lr``); ``plan(settings, n_groups)``: a gradual-unfreezing plan
+    for :func:`ftlab.train.fit`, or ``None``; ``pretrained=False`` starts from
+    random weights; ``on_features`` trains the classifier alone on features
+    computed once (:func:`ftlab.features.fit_head_on_features`), so ``top``,
+    ``gamma`` and ``plan`` do not apply; ``for_text``: in the default set for
+    text models, where the others cost much and add little.
+    """
+
+    name: str
+    description: str
+    top: Callable[[Settings, int], int] | None = None
+    lr: Callable[[Settings], float] = attrgetter("lr")
+    gamma: Callable[[Settings], float] = lambda s: 1.0
+    plan: Callable[[Settings, int], list[int]] | None = None
+    epochs: Callable[[Settings], int] = attrgetter("epochs")
+    pretrained: bool = True
+    on_features: bool = False
+    for_text: bool = False
+
+
+def _gradual_plan(s: Settings, n_groups: int) -> list[int]:
+    # Head first, then enough groups per epoch that every group trains by the last epoch.
+    step = 1 if s.epochs == 1 else max(1, math.ceil((n_groups - 1) / (s.epochs - 1)))
+    return unfreeze_schedule(n_groups, s.epochs, step=step)
+
+
+STRATEGY_TABLE: tuple[Strategy, ...] = (
+    Strategy(
+        "feature_extraction",
+        "classifier only, on cached frozen features",
+        lr=attrgetter("head_lr"),
+        epochs=attrgetter("head_epochs"),
+        on_features=True,
+        for_text=True,
+    ),
+    Strategy("fine_tune_top", "top k groups, low LR", top=lambda s, n: min(s.top_k, n)),
+    Strategy("fine_tune_all", "all layers, low LR", for_text=True),
+    Strategy("layerwise", "all layers, LR decayed by gamma per group", gamma=attrgetter("gamma"), for_text=True),
+    Strategy("gradual", "head first, then more groups each epoch", plan=_gradual_plan),
+    Strategy("scratch", "random init, all layers", lr=attrgetter("scratch_lr"), pretrained=False),
+)
+STRATEGIES: dict[str, str] = {s.name: s.description for s in STRATEGY_TABLE}
+TEXT_STRATEGIES = tuple(s.name for s in STRATEGY_TABLE if s.for_text)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The :class:`Strategy` called ``name``."""
+    for strategy in STRATEGY_TABLE:
+        if strategy.name == name:
+            return strategy
+    raise ValueError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
+
+
+# --------------------------------------------------------------------------- results
 
 
 @dataclass
@@ -141,12 +221,6 @@ class StrategySummary:
 # --------------------------------------------------------------------------- running
 
 
-def _groups(model: nn.Module, lr: float, s: Settings, gamma: float = 1.0, **kw) -> list[dict[str, Any]]:
-    # One weight-decay policy for every strategy: ``s.weight_decay`` on weights,
-    # none on biases and norm parameters.
-    return param_groups(model, lr, gamma, head_lr=lr, weight_decay=s.weight_decay, **kw)
-
-
 def run_strategy(
     name: str,
     model: nn.Module,
@@ -159,57 +233,46 @@ def run_strategy(
     progress: bool = True,
 ) -> StrategyResult:
     """Train ``model`` (already loaded; ``scratch`` wants a randomly initialised one) by strategy ``name``."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
+    strategy = get_strategy(name)
     seed_everything(seed)
-    s = settings
-    common = s.fit_kwargs(exclude=("epochs", "lr", "weight_decay"))
-    common.update(device=device, seed=seed, progress=progress)
-    n_train = len(splits.train)
+    # The strategy's param groups carry every rate and weight decay: fit gets neither on its own.
+    config = dataclasses.replace(settings, epochs=strategy.epochs(settings), lr=None, weight_decay=None)
+    call = dict(device=device, seed=seed, progress=progress)
     start = time.perf_counter()
-
-    if name == "feature_extraction":
+    if strategy.on_features:
         head = head_module(model)
-        head_group = [LayerGroup("head", (head,))]
         head.requires_grad_(True)
-        history, accuracy = fit_head_on_features(
-            model,
-            splits.train,
-            splits.val,
-            splits.test,
-            head=head,
-            collate_fn=collate_fn,
-            epochs=s.head_epochs,
-            param_groups=_groups(head, s.head_lr, s, groups=head_group),
-            **common,
-        )
-        seen = n_train * (1 + len(history.epochs))  # one pass through the network, then cheap epochs
+        groups = _rates(strategy, head, settings, groups=[LayerGroup("head", (head,))])
+        features = dict(head=head, param_groups=groups, collate_fn=collate_fn, **call)
+        history, accuracy = fit_head_on_features(model, splits.train, splits.val, splits.test, config, **features)
+        passes = 1 + len(history.epochs)  # one pass through the network, then cheap epochs
     else:
-        groups = layer_groups(model)
-        fit_kw: dict[str, Any] = dict(epochs=s.epochs, collate_fn=collate_fn, **common)
-        if name == "fine_tune_top":
-            unfreeze_top(model, min(s.top_k, len(groups)))
-            fit_kw["param_groups"] = _groups(model, s.lr, s)
-        elif name in ("fine_tune_all", "scratch"):
+        n_groups = len(layer_groups(model))
+        if strategy.top is None:
             unfreeze(model)
-            fit_kw["param_groups"] = _groups(model, s.scratch_lr if name == "scratch" else s.lr, s)
-        elif name == "layerwise":
-            unfreeze(model)
-            fit_kw["param_groups"] = _groups(model, s.lr, s, gamma=s.gamma)
-        else:  # gradual: every parameter in the optimizer, unfrozen top-down epoch by epoch
-            n = len(groups)
-            step = 1 if s.epochs == 1 else max(1, math.ceil((n - 1) / (s.epochs - 1)))
-            unfreeze(model)
-            fit_kw.update(param_groups=_groups(model, s.lr, s), unfreeze=unfreeze_schedule(n, s.epochs, step=step))
-        history = fit(model, splits.train, splits.val, **fit_kw)
+        else:
+            unfreeze_top(model, strategy.top(settings, n_groups))
+        plan = None if strategy.plan is None else strategy.plan(settings, n_groups)
+        groups = _rates(strategy, model, settings)
+        history = fit(
+            model, splits.train, splits.val, config, param_groups=groups, unfreeze=plan, collate_fn=collate_fn, **call
+        )
         accuracy = evaluate(model, splits.test, device=device, collate_fn=collate_fn)["accuracy"]
-        seen = n_train * len(history.epochs)
+        passes = len(history.epochs)
     seconds = time.perf_counter() - start
     counts = count_parameters(model)
     trainable = max(h for h in history.column("trainable")) if history.epochs else counts.trainable
+    seen = len(splits.train) * passes
     return StrategyResult(
         name, accuracy, int(trainable), counts.total, seconds, seen / seconds, history, history.best_val_accuracy, seed
     )
+
+
+def _rates(strategy: Strategy, model: nn.Module, s: Settings, **kw: Any) -> list[dict[str, Any]]:
+    # One weight-decay policy for every strategy: ``s.weight_decay`` on weights,
+    # none on biases and norm parameters; the head trains at the strategy's top rate.
+    lr = strategy.lr(s)
+    return param_groups(model, lr, strategy.gamma(s), head_lr=lr, weight_decay=s.weight_decay, **kw)
 
 
 def compare(
@@ -230,24 +293,25 @@ def compare(
 
     The data split is fixed by ``seed``; the runs use training seeds ``seed``,
     ``seed + 1``, ... (weight init of the new head, shuffling, dropout).
-    ``settings`` defaults to :data:`TEXT_SETTINGS` for a text model (one with a
-    tokenizer) and :class:`Settings` otherwise -- decided by the model loaded,
-    not its name; ``overrides`` replaces fields of that default.
+    ``settings`` defaults to :data:`TEXT_SETTINGS` for a text model and
+    :class:`Settings` otherwise -- the model's kind in the registry
+    (:func:`ftlab.models.model_kind`), not a guess from its name; ``overrides``
+    replaces fields of that default. Every argument is checked before any
+    model or data is loaded.
     """
-    from .data import load_dataset, text_collate
-    from .models import ImagePreprocess, load_pretrained
+    from .data import dataset_kind, load_dataset, text_collate
+    from .models import ImagePreprocess, load_pretrained, model_kind
 
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
-    probe = load_pretrained(model)
-    is_text = hasattr(probe, "tokenizer")
-    strategies = list(strategies or (TEXT_STRATEGIES if is_text else STRATEGIES))
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    is_text = model_kind(model) == "text"
+    if dataset_kind(dataset) != ("text" if is_text else "image"):
+        raise ValueError(f"{model} is a {model_kind(model)} model but {dataset} is a {dataset_kind(dataset)} data set")
+    chosen = _check_compare_args(strategies, is_text, seed, seeds, image_size)
     settings = settings or (TEXT_SETTINGS if is_text else Settings())
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be a Settings, got {type(settings).__name__}")
     if overrides:
         settings = dataclasses.replace(settings, **overrides)
+    probe = load_pretrained(model)
     if is_text:
         splits = load_dataset(dataset, seed=seed, max_per_class=max_per_class)
         collate = text_collate(probe.tokenizer)
@@ -257,14 +321,21 @@ def compare(
         splits = load_dataset(dataset, preprocess=preprocess, seed=seed, max_per_class=max_per_class)
         collate = None
     results = []
-    for name in strategies:
+    for strategy in chosen:
         for run_seed in range(seed, seed + seeds):
             # Seed before building: the new head's random init must not depend on
             # which strategies ran before this one.
             seed_everything(run_seed)
-            net = load_pretrained(model, num_classes=splits.num_classes, pretrained=name != "scratch")
+            net = load_pretrained(model, num_classes=splits.num_classes, pretrained=strategy.pretrained)
             r = run_strategy(
-                name, net, splits, settings, collate_fn=collate, device=device, seed=run_seed, progress=progress
+                strategy.name,
+                net,
+                splits,
+                settings,
+                collate_fn=collate,
+                device=device,
+                seed=run_seed,
+                progress=progress,
             )
             results.append(r)
             if progress:
@@ -274,6 +345,25 @@ def compare(
                     flush=True,
                 )
     return results
+
+
+def _check_compare_args(
+    strategies: Sequence[str] | None, is_text: bool, seed: int, seeds: int, image_size: int
+) -> list[Strategy]:
+    """The strategies to run, once every argument that costs nothing to check has been checked."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    if isinstance(strategies, str):
+        raise TypeError(f"strategies must be a list of names, got the string {strategies!r}")
+    names = list(strategies or (TEXT_STRATEGIES if is_text else STRATEGIES))
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+    return [get_strategy(n) for n in names]
 
 
 def summarize(results: Sequence[StrategyResult]) -> list[StrategySummary]:

@@ -7,6 +7,7 @@ download=False -- the real torchvision classes do the reading.
 
 import os
 import pickle
+import socket
 import sys
 import types
 from collections import Counter
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer
 
 import ftlab.data as data
-from ftlab.data import Splits, available_datasets, load_dataset, stratified_split, text_collate
+from ftlab.data import Splits, available_datasets, dataset_kind, load_dataset, stratified_split, text_collate
 from ftlab.models import ImagePreprocess, minilm_path
 
 RAW = ImagePreprocess(8, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # no resize, no normalisation: pixels as they are
@@ -183,12 +184,29 @@ def test_class_count_mismatch_with_the_model_is_caught():
         splits.check_model(nn.Sequential(nn.Linear(4, 1000)))
 
 
-def test_available_datasets():
-    names = available_datasets()
-    assert set(names) == {"digits", "lfw_faces", "vader_words", "oxford_pets", "eurosat", "flowers102", "cifar10",
-                          "sst2"}
-    assert all("offline" in names[n] for n in ("digits", "lfw_faces", "vader_words"))
-    assert all("online" in names[n] for n in ("oxford_pets", "eurosat", "flowers102", "cifar10", "sst2"))
+@pytest.mark.parametrize("name", list(available_datasets()))
+def test_each_data_set_is_what_the_registry_says(name, tmp_path, monkeypatch):
+    """An "offline" data set loads from installed packages with no network and an empty data folder;
+    an "online" one, without its files, fails and says what to fetch; items are images or texts by kind."""
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"{name} tried to open a network connection")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    kind = dataset_kind(name)
+    if available_datasets()[name].endswith("online"):
+        with pytest.raises((FileNotFoundError, ImportError), match="download=True|pip install datasets"):
+            load_dataset(name, root=tmp_path)
+        return
+    splits = load_dataset(name, preprocess=SMALL if kind == "image" else None, max_per_class=4, root=tmp_path)
+    x, y = splits.train[0]
+    assert isinstance(y, int) and 0 <= y < splits.num_classes
+    if kind == "image":
+        assert isinstance(x, torch.Tensor) and x.shape == (3, 16, 16)
+    else:
+        assert isinstance(x, str) and x
 
 
 def test_default_root_honours_env(monkeypatch, tmp_path):

@@ -13,6 +13,7 @@ from skimage import data as skdata
 from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertForPreTraining, BertForSequenceClassification
 
+import ftlab.checkpoints as checkpoints
 import ftlab.models as models
 from ftlab.layers import layer_groups, unfreeze_top
 from ftlab.models import (
@@ -24,6 +25,7 @@ from ftlab.models import (
     load_pretrained,
     map_lite0_state_dict,
     minilm_path,
+    model_kind,
     num_outputs,
 )
 
@@ -112,10 +114,10 @@ def test_lite0_mapping_is_strict(corrupt, problem):
 
 
 def test_lite0_new_head_keeps_the_backbone_and_each_call_is_a_fresh_model(lite0):
-    models._lite0_imagenet_state_dict.cache_clear()
+    checkpoints.lite0_imagenet_state_dict.cache_clear()
     a = load_pretrained(num_classes=7)
     b = load_pretrained(num_classes=7)
-    assert models._lite0_imagenet_state_dict.cache_info().hits == 1  # mapped once, reused
+    assert checkpoints.lite0_imagenet_state_dict.cache_info().hits == 1  # mapped once, reused
     assert a is not b and a.conv_stem.weight.data_ptr() != b.conv_stem.weight.data_ptr()
     assert torch.equal(a.conv_stem.weight, lite0.conv_stem.weight)
     with torch.no_grad():
@@ -187,11 +189,19 @@ def test_image_preprocess_validates_itself():
 # ------------------------------------------------------------------ names and arguments
 
 
-def test_available_models_say_where_weights_come_from():
-    names = available_models()
-    assert set(names) == {"efficientnet_lite0", "minilm", "resnet18", "resnet50", "bert-base-uncased"}
-    assert "offline" in names["efficientnet_lite0"] and "offline" in names["minilm"]
-    assert all("online" in names[n] for n in ("resnet18", "resnet50", "bert-base-uncased"))
+@pytest.mark.parametrize("name", list(available_models()))
+def test_each_model_is_what_the_registry_says(name, no_network, tmp_path):
+    """An "offline" model loads its pretrained weights with no network; an "online" one, not cached, fails at once
+    saying what to download; the kind is known before loading and is the model's (tokenizer or preprocessing)."""
+    if available_models()[name].endswith("offline"):
+        model = load_pretrained(name, num_classes=3)
+    else:
+        with pytest.raises(FileNotFoundError, match="no network"):
+            load_pretrained(name, cache_dir=tmp_path)
+        model = load_pretrained(name, num_classes=3, pretrained=False)
+    assert num_outputs(model) == 3
+    assert hasattr(model, "tokenizer") == (model_kind(name) == "text")
+    assert isinstance(getattr(model, "preprocess", None), ImagePreprocess) == (model_kind(name) == "vision")
 
 
 def test_bad_names_and_class_counts_are_explained():

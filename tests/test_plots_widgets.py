@@ -14,14 +14,13 @@ from torch import nn  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
 from ftlab.examples import worked_example_mlp  # noqa: E402
+from ftlab.features import group_features, group_outputs  # noqa: E402
 from ftlab.layers import GroupRow, make_groups, parameter_table, unfreeze_top  # noqa: E402
 from ftlab.optim import layerwise_lrs  # noqa: E402
 from ftlab.plots import (  # noqa: E402
     depth_plot,
     feature_map_grid,
     filter_grid,
-    group_features,
-    group_outputs,
     image_grid,
     lr_plot,
     trainable_bars,

@@ -2,8 +2,8 @@
 
 import csv
 import dataclasses
-import inspect
 import math
+from operator import attrgetter
 from types import SimpleNamespace
 
 import pytest
@@ -13,11 +13,17 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import ftlab.features
+import ftlab.models
 import ftlab.strategies
+from ftlab.config import FitConfig
+from ftlab.history import History
 from ftlab.strategies import (
     STRATEGIES,
+    STRATEGY_TABLE,
     Settings,
+    Strategy,
     StrategyResult,
+    compare,
     plot_results,
     recommend_strategy,
     results_table,
@@ -26,7 +32,7 @@ from ftlab.strategies import (
     select_strategy,
     summarize,
 )
-from ftlab.train import FitConfig, History, fit
+from ftlab.train import fit
 
 FAST = Settings(epochs=3, batch_size=64, lr=3e-3, head_lr=1e-2, head_epochs=20, scratch_lr=3e-3, top_k=2)
 
@@ -160,30 +166,96 @@ def test_gradual_with_a_single_group(splits):
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_every_strategy_uses_the_same_weight_decay_policy(name, splits, pretrained, monkeypatch):
     """Weights decay by settings.weight_decay, biases not at all -- whichever strategy trains them."""
-    seen = []
-
-    def recording_fit(model, *args, **kwargs):
-        seen.append(kwargs)
-        return fit(model, *args, **kwargs)
-
-    monkeypatch.setattr(ftlab.strategies, "fit", recording_fit)
-    monkeypatch.setattr(ftlab.features, "fit", recording_fit)
+    seen = _recorded_fit_calls(monkeypatch)
     s = dataclasses.replace(FAST, epochs=1, head_epochs=1, weight_decay=0.05)
     run_strategy(name, net(seed=1) if name == "scratch" else pretrained(), splits, s, progress=False)
-    (kwargs,) = seen
-    assert "lr" not in kwargs and "weight_decay" not in kwargs
+    ((config, kwargs),) = seen
+    assert config.lr is None and config.weight_decay is None
     decays = {p.ndim: g["weight_decay"] for g in kwargs["param_groups"] for p in g["params"]}
     assert decays == {2: 0.05, 1: 0.0}
 
 
-def test_settings_are_fits_arguments():
-    """Settings extends FitConfig, whose fields are fit's keyword arguments with fit's defaults."""
-    params = inspect.signature(fit).parameters
-    for f in dataclasses.fields(FitConfig):
-        assert params[f.name].default == f.default, f.name
-    assert {f.name for f in dataclasses.fields(FitConfig)} <= {f.name for f in dataclasses.fields(Settings)}
-    s = Settings(grad_clip=1.0, label_smoothing=0.1)
-    assert s.fit_kwargs()["grad_clip"] == 1.0 and "head_lr" not in s.fit_kwargs()
+def _recorded_fit_calls(monkeypatch):
+    """Every fit() call a strategy makes, as (config, keyword arguments)."""
+    seen = []
+
+    def recording_fit(model, train, val=None, config=None, **kwargs):
+        seen.append((config, kwargs))
+        return fit(model, train, val, config, **kwargs)
+
+    monkeypatch.setattr(ftlab.strategies, "fit", recording_fit)
+    monkeypatch.setattr(ftlab.features, "fit", recording_fit)
+    return seen
+
+
+def test_settings_are_the_fit_config_every_strategy_trains_with(splits, pretrained, monkeypatch):
+    """Settings extends FitConfig: its fit settings reach fit unchanged, its own fields stay with the strategies."""
+    assert issubclass(Settings, FitConfig)
+    seen = _recorded_fit_calls(monkeypatch)
+    s = dataclasses.replace(FAST, epochs=1, head_epochs=2, label_smoothing=0.1, grad_clip=1.0, batch_size=50)
+    for name in ("feature_extraction", "fine_tune_all"):
+        run_strategy(name, pretrained(), splits, s, progress=False)
+    (fe, _), (full, _) = seen
+    for config in (fe, full):
+        assert (config.label_smoothing, config.grad_clip, config.batch_size) == (0.1, 1.0, 50)
+        assert config.lr is None and config.weight_decay is None  # the param groups carry the rates
+    assert (fe.epochs, full.epochs) == (2, 1)
+    with pytest.raises(ValueError, match="gamma must be in"):
+        Settings(gamma=1.5)
+    with pytest.raises(ValueError, match="head_epochs must be an int >= 1, got 0"):
+        dataclasses.replace(FAST, head_epochs=0)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):  # FitConfig's own checks run for Settings too
+        Settings(epochs=0)
+
+
+@pytest.mark.parametrize("name", ["layerwise", "fine_tune_all", "gradual"])
+def test_layerwise_decays_each_group_by_gamma_and_the_others_do_not(name, splits, pretrained, monkeypatch):
+    seen = _recorded_fit_calls(monkeypatch)
+    s = dataclasses.replace(FAST, epochs=1, gamma=0.5, lr=4e-3, weight_decay=0.0)
+    run_strategy(name, pretrained(), splits, s, progress=False)
+    ((_, kwargs),) = seen
+    rates = [g["lr"] for g in kwargs["param_groups"]]  # one group per layer group, input to output
+    assert len(rates) == 4 and rates[-1] == pytest.approx(s.lr)  # the head trains at the top rate
+    gamma = s.gamma if name == "layerwise" else 1.0
+    assert [lo / hi for lo, hi in zip(rates, rates[1:-1])] == pytest.approx([gamma] * 2)
+    assert rates[-2] == pytest.approx(s.lr)  # the top body group too
+
+
+def test_a_seventh_strategy_is_one_row_of_the_table(splits, pretrained, monkeypatch):
+    """A new strategy is data: its row says which groups train at which rates, run_strategy does the rest."""
+    top_layerwise = Strategy(
+        "top_layerwise", "top 3 groups, gamma-decayed", top=lambda s, n: 3, gamma=attrgetter("gamma")
+    )
+    monkeypatch.setattr(ftlab.strategies, "STRATEGY_TABLE", (*STRATEGY_TABLE, top_layerwise))
+    seen = _recorded_fit_calls(monkeypatch)
+    model = pretrained()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    r = run_strategy(
+        "top_layerwise", model, splits, dataclasses.replace(FAST, gamma=0.5, weight_decay=0.0), progress=False
+    )
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"2", "4", "6"} and r.test_accuracy > 0.5
+    ((_, kwargs),) = seen
+    assert [g["lr"] for g in kwargs["param_groups"]] == pytest.approx([FAST.lr * 0.5, FAST.lr, FAST.lr])
+
+
+def test_compare_checks_its_arguments_before_loading_anything(monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("compare loaded a model before checking its arguments")
+
+    monkeypatch.setattr(ftlab.models, "load_pretrained", no_loading)
+    with pytest.raises(ValueError, match=r"unknown strategies \['finetune'\]"):
+        compare("efficientnet_lite0", "digits", strategies=["fine_tune_all", "finetune"])
+    with pytest.raises(ValueError, match="seeds must be an int >= 1, got 0"):
+        compare("minilm", "vader_words", seeds=0)
+    with pytest.raises(ValueError, match="minilm is a text model but digits is a image data set"):
+        compare("minilm", "digits")
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        compare("vgg", "digits")
+    with pytest.raises(ValueError, match="image_size must be a positive int, got 0"):
+        compare("efficientnet_lite0", "digits", image_size=0)
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        compare("efficientnet_lite0", "digits", overrides={"epochs": 0})
 
 
 def fake(name, seed, val, test, seconds=1.0):

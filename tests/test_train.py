@@ -1,6 +1,8 @@
 """ftlab.train: schedules agree with torch's, fit is reproducible, stops early, keeps the best model."""
 
 import contextlib
+import dataclasses
+import re
 
 import pytest
 import torch
@@ -9,17 +11,17 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from transformers import BertConfig, BertForSequenceClassification
 
+from ftlab.features import cached_features, head_module
 from ftlab.layers import count_parameters, layer_groups, unfreeze_top
 from ftlab.optim import param_groups, unfreeze_schedule
 from ftlab.train import (
     EarlyStopping,
+    FitConfig,
     amp_dtype,
     build_optimizer,
     build_schedule,
-    cached_features,
     evaluate,
     fit,
-    head_module,
     make_loader,
     predict,
     schedule_factor,
@@ -109,6 +111,23 @@ def test_early_stopping_restores_best_weights():
     assert h.stopped_early and len(h.epochs) < 30
     assert len(h.epochs) - h.best_epoch == 2
     assert evaluate(model, noisy_val)["accuracy"] == pytest.approx(h.best_val_accuracy)
+
+
+def test_restore_best_false_keeps_the_last_epochs_weights():
+    """restore_best decides which weights fit leaves in the model: the best epoch's, or the last one's."""
+    train, val, _ = digits_tensors()
+    g = torch.Generator().manual_seed(0)
+    noisy_val = TensorDataset(val.tensors[0], val.tensors[1][torch.randperm(len(val), generator=g)])
+    runs = {}
+    for restore in (True, False):
+        model = mlp()
+        runs[restore] = model, fit(model, train, noisy_val, epochs=6, lr=3e-3, restore_best=restore, progress=False)
+    (best, h), (last, h_last) = runs[True], runs[False]
+    assert h.column("val_accuracy") == h_last.column("val_accuracy")  # the same training either way
+    assert h.best_epoch < len(h.epochs)  # the best epoch is not the last, so the two must differ
+    assert evaluate(best, noisy_val)["accuracy"] == pytest.approx(h.best_val_accuracy)
+    assert evaluate(last, noisy_val)["accuracy"] == pytest.approx(h_last.column("val_accuracy")[-1])
+    assert not torch.equal(best[0].weight, last[0].weight)
 
 
 class InterruptAt(Dataset):
@@ -362,3 +381,51 @@ def test_fit_does_not_ignore_what_it_is_given():
     every = param_groups(model, base_lr=1e-2, trainable_only=False)
     h = fit(model, train, epochs=3, unfreeze=[1, 2, 3], param_groups=every, progress=False)
     assert h.column("trainable")[-1] == count_parameters(model).total
+
+
+def test_a_config_and_keywords_are_the_same_settings():
+    train, val, _ = digits_tensors()
+    config = FitConfig(epochs=3, lr=3e-3, batch_size=32, label_smoothing=0.1, grad_clip=1.0)
+    by_config, by_keywords = mlp(), mlp()
+    h1 = fit(by_config, train, val, config, progress=False)
+    h2 = fit(by_keywords, train, val, progress=False, **dataclasses.asdict(config))
+    for a, b in zip(by_config.state_dict().values(), by_keywords.state_dict().values()):
+        assert torch.equal(a, b)
+    assert h1.column("train_loss") == h2.column("train_loss")
+    # the settings reach the loop: without label smoothing the same run has another loss
+    plain = fit(mlp(), train, val, dataclasses.replace(config, label_smoothing=0.0), progress=False)
+    assert plain.column("train_loss")[0] != h1.column("train_loss")[0]
+    # keywords replace the config's fields; the config itself is left as it was
+    h3 = fit(mlp(), train, val, config, epochs=1, progress=False)
+    assert len(h3.epochs) == 1 and config.epochs == 3
+    with pytest.raises(TypeError, match=r"unknown training settings \['learning_rate'\]"):
+        fit(mlp(), train, learning_rate=1e-3, progress=False)
+    with pytest.raises(TypeError, match="config must be a FitConfig, got dict"):
+        fit(mlp(), train, val, {"epochs": 3}, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("epochs", 0, "epochs must be >= 1, got 0"),
+        ("epochs", 2.5, "epochs must be >= 1, got 2.5"),
+        ("lr", -1e-3, "lr must be a finite number >= 0, got -0.001"),
+        ("weight_decay", float("nan"), "weight_decay must be a finite number >= 0, got nan"),
+        ("optimizer", "adam", "optimizer must be 'adamw' or 'sgd', got 'adam'"),
+        ("batch_size", 0, "batch_size must be >= 1, got 0"),
+        ("schedule", "warp", "unknown schedule 'warp'"),
+        ("warmup_epochs", 6, "warmup_epochs must be in [0, epochs=5], got 6"),
+        ("step_every_epochs", 1, "step_every_epochs needs schedule='step' and a value >= 1, got 1"),
+        ("patience", 0, "patience must be an int >= 1 or None, got 0"),
+        ("restore_best", "yes", "restore_best must be True or False, got 'yes'"),
+        ("label_smoothing", 1.0, "label_smoothing must be in [0, 1), got 1.0"),
+        ("grad_clip", 0, "grad_clip must be > 0 or None, got 0"),
+        ("amp", "fp8", "amp must be True, False, 'bf16' or 'fp16', got 'fp8'"),
+        ("num_workers", -1, "num_workers must be an int >= 0, got -1"),
+    ],
+)
+def test_fit_config_rejects_a_bad_value_where_it_is_written(setting, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FitConfig(**{setting: value})
+    with pytest.raises(ValueError, match=re.escape(message)):  # replace() checks again
+        dataclasses.replace(FitConfig(), **{setting: value})
