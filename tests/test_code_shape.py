@@ -1,4 +1,4 @@
-"""The library stays easy to change: no function in ftlab/ (the grading engine aside) runs past a screen.
+"""The library stays easy to change: no function in ftlab/ (the grading engine included) runs past a screen.
 
 A function longer than 80 lines of code mixes several ideas; split it, or say
 in a comment why it must be long and list it in ``EXPLAINED`` here. Lines of
@@ -32,10 +32,10 @@ def functions(path: Path):
     source = path.read_text()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield f"{path.stem}.{node.name}", code_lines(source.splitlines(), node)
+            yield f"{path.relative_to(LIBRARY).with_suffix('').as_posix().replace('/', '.')}.{node.name}", code_lines(source.splitlines(), node)
 
 
-MODULES = sorted(LIBRARY.glob("*.py"))  # ftlab/grading/ is a package of its own: not globbed
+MODULES = sorted(LIBRARY.rglob("*.py"))
 
 
 def test_the_counter_counts_code_only():
