@@ -27,6 +27,7 @@ import ftlab
 from ftlab.grading import Forbidden, forbid, forbid_in_notebook, guards
 from ftlab.grading.codec import DecodeError, ModuleState, apply_module_state, decode, encode
 from ftlab.grading.driver import check_nbgrader_args
+from ftlab.grading.protocol import Reply
 from ftlab.grading.sandbox import INSTALL_HINT, Limits, Sandbox, check_available, make_channel_dir
 from ftlab.grading.session import GraderSession, bound_names
 
@@ -149,13 +150,13 @@ def test_session_runs_checks_in_the_grader_with_the_students_values():
 
     def transport(request, modules):
         calls.append(request)
-        if request["op"] == "get":
-            if request["name"] == "double":
-                return {"callable": True}
-            return {"value": kernel[request["name"]]} if request["name"] in kernel else {"missing": True}
+        if request.op == "get":
+            if request.name == "double":
+                return Reply(callable=True)
+            return Reply(value=kernel[request.name]) if request.name in kernel else Reply(missing=True)
         modules[0].weight.data.fill_(2.0)  # what a student's function might do to an argument
         state = decode(encode(None, extra={"m": modules[0]}))["m"]
-        return {"value": request["args"][1] * 2, "modules": [state]}
+        return Reply(value=request.args[1] * 2, modules=[state])
 
     session = GraderSession(["answer = 41\ndef double(m, x):\n    return 2 * x"], ["import torch"], transport)
     try:
@@ -175,7 +176,7 @@ def test_session_runs_checks_in_the_grader_with_the_students_values():
         assert all("answer ==" not in line for line in out[0]["traceback"])  # no test source in the feedback
     finally:
         session.close()
-    assert [c["op"] for c in calls if c["name"] == "double"] == [
+    assert [c.op for c in calls if c.name == "double"] == [
         "get",
         "get",
         "call",
@@ -187,7 +188,7 @@ def test_session_takes_a_trained_model_as_state_into_the_graders_copy():
     nn.init.constant_(student.weight, 3.0)
 
     def transport(request, modules):
-        return {"value": decode(encode(student))["value"]}
+        return Reply.from_decoded(decode(encode(student)))
 
     session = GraderSession(["model.weight"], ["model = make()"], transport)
     try:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -28,7 +29,7 @@ from nbclient.util import run_sync
 
 from . import sandbox as sb
 from .codec import DecodeError, decode
-from .protocol import GRADING_ERROR, MAX_MESSAGE_BYTES, MIME, Request, read_reply
+from .protocol import GRADING_ERROR, MAX_MESSAGE_BYTES, MIME, Reply, Request, read_reply
 from .session import KernelDied, KernelTimeout, StudentError
 
 __all__ = ["SandboxKernelManager", "KernelLink"]
@@ -117,35 +118,24 @@ class KernelLink:
         self.fresh_kernel = fresh_kernel  # async: replace the kernel
         self._count = 0
 
-    def transport(self, request: dict, modules: list, timeout: float) -> dict:
-        """Send one request; its decoded reply (or an ``error`` entry the session reports as the student's)."""
+    def transport(self, request: Request, modules: list, timeout: float) -> Reply:
+        """Send one request; its decoded reply (or an error the session reports as the notebook's)."""
         km = self.executor.km
         self._count += 1
         path = os.path.join(km.request_dir, f"request-{self._count}.pt")
-        message = Request(
-            op=request["op"],
-            name=request["name"],
-            reply_path=km.reply_path,
-            args=request.get("args", ()),
-            kwargs=request.get("kwargs", {}),
-            forbid=request.get("forbid", []),
-        )
         with open(km.reply_path, "wb"):  # empty: a stale reply is never read as this one's
             pass
-        torch.save(message.to_dict(), path)
+        torch.save(dataclasses.replace(request, reply_path=km.reply_path).to_dict(), path)
         os.chmod(path, 0o444)
         try:
             run_sync(self._async_request)(path, timeout)
-            data = read_reply(km.reply_path, self.max_reply_bytes)
-        except ValueError as exc:
-            return {"error": (GRADING_ERROR, f"the reply from the notebook could not be read: {exc}", [])}
+            return Reply.from_decoded(decode(read_reply(km.reply_path, self.max_reply_bytes), modules))
+        except (ValueError, DecodeError) as exc:
+            why = f"the reply from the notebook could not be read: {exc}"
+            return Reply(error=(GRADING_ERROR, why, []), internal=True)
         finally:
             if os.path.exists(path):  # a replaced kernel took its request folder with it
                 os.unlink(path)
-        try:
-            return decode(data, modules, max_bytes=self.max_reply_bytes)
-        except DecodeError as exc:
-            return {"error": (GRADING_ERROR, f"the reply from the notebook could not be read: {exc}", [])}
 
     async def _async_request(self, path: str, timeout: float) -> None:
         kc, km = self.executor.kc, self.executor.km

@@ -61,10 +61,10 @@ class Request:
 
     op: str  # "get" | "call"
     name: str
-    reply_path: str  # where the kernel writes its reply
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     forbid: list[str] = field(default_factory=list)  # runtime guards, a second layer: no grade depends on them
+    reply_path: str = ""  # where the kernel writes its reply (set by the link)
 
     def __post_init__(self) -> None:
         if self.op not in ("get", "call"):

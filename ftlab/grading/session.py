@@ -29,6 +29,7 @@ from torch import nn
 
 from . import guards
 from .codec import ModuleState, apply_module_state
+from .protocol import CELL_TIMEOUT, KERNEL_DIED, Reply, Request
 
 __all__ = ["GraderSession", "StudentFunction", "StudentError", "KernelTimeout", "KernelDied", "bound_names"]
 
@@ -46,7 +47,7 @@ class KernelDied(Exception):
 
 
 # A request goes to the kernel and its decoded reply comes back: set by the executor.
-Transport = Callable[[dict, list[nn.Module]], dict]
+Transport = Callable[[Request, list[nn.Module]], Reply]
 
 
 def bound_names(source: str) -> set[str]:
@@ -116,37 +117,37 @@ class GraderSession:
 
     # ------------------------------------------------------------------ the link to the kernel
 
-    def _request(self, request: dict, modules: list[nn.Module]) -> dict:
+    def _request(self, request: Request, modules: list[nn.Module]) -> Reply:
         reply = self.transport(request, modules)
-        if "error" in reply:
-            ename, evalue, lines = reply["error"]
-            if reply.get("internal"):
+        if reply.error is not None:
+            ename, evalue, lines = reply.error
+            if reply.internal:
                 raise StudentError(f"the notebook could not answer the check ({ename}: {evalue})", lines)
-            raise StudentError(f"{request['name']} raised {ename}: {evalue}", lines)
+            raise StudentError(f"{request.name} raised {ename}: {evalue}", lines)
         return reply
 
     def call(self, name: str, args: tuple, kwargs: dict) -> Any:
         modules = [a for a in (*args, *kwargs.values()) if isinstance(a, nn.Module)]
-        request = {"op": "call", "name": name, "args": args, "kwargs": kwargs, "forbid": guards.active_names()}
+        request = Request("call", name, args=args, kwargs=kwargs, forbid=guards.active_names())
         reply = self._request(request, modules)
-        if reply.get("missing"):
+        if reply.missing:
             raise NameError(f"name {name!r} is not defined in the notebook")
-        for module, state in zip(modules, reply.get("modules") or [], strict=False):
+        for module, state in zip(modules, reply.modules, strict=False):
             apply_module_state(module, state, what=f"a model passed to {name}")
-        return reply["value"]
+        return reply.value
 
     def fetch(self, name: str) -> None:
         """Bind ``name`` in the grader's namespace to the student's current value (or unbind it)."""
-        reply = self._request({"op": "get", "name": name, "forbid": []}, [])
+        reply = self._request(Request("get", name), [])
         own = self.namespace.get(name)
-        if reply.get("missing"):
+        if reply.missing:
             self.namespace.pop(name, None)
-        elif reply.get("callable"):
+        elif reply.callable:
             self.namespace[name] = StudentFunction(self, name)
-        elif isinstance(reply["value"], ModuleState) and isinstance(own, nn.Module):
-            apply_module_state(own, reply["value"], what=f"{name!r}")
+        elif isinstance(reply.value, ModuleState) and isinstance(own, nn.Module):
+            apply_module_state(own, reply.value, what=f"{name!r}")
         else:
-            self.namespace[name] = reply["value"]
+            self.namespace[name] = reply.value
 
     def _students(self) -> set[str]:
         """The names a test cell takes from the student's kernel."""
@@ -207,8 +208,8 @@ def _error_output(exc: BaseException, filename: str) -> dict:
         lines.append("  in the student's code:")
         lines.extend(exc.args[1])
     if isinstance(exc, KernelTimeout):
-        ename = "CellTimeoutError"
+        ename = CELL_TIMEOUT
     elif isinstance(exc, KernelDied):
-        ename = "DeadKernelError"
+        ename = KERNEL_DIED
     lines.append(f"{ename}: {evalue}" if evalue else ename)
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": lines}
