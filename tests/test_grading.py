@@ -119,7 +119,7 @@ def test_forbid_guards_builtins_and_methods_and_nests():
             pass
 
 
-def test_forbid_in_notebook_and_grader_mode():
+def test_forbid_in_notebook_and_in_the_grader():
     from ftlab.optim import unfreeze_schedule
 
     with guards._collecting():  # the grader only records what the checks forbid

@@ -1,4 +1,10 @@
-"""Make library functions unavailable to a student's code, so that delegating to them earns nothing.
+"""Name the library functions an exercise replaces -- and switch them off, as a second layer.
+
+What :func:`forbid` names is what the grader's own-work policy
+(:mod:`ftlab.grading.policy`) enforces, by reading the student's code: that decides the
+grade. The runtime guards below are a second layer and a teaching aid -- a student who
+calls the library while working sees :class:`Forbidden` at once -- but they run in the
+student's process, which the student controls, so no grade depends on them.
 
 An exercise that asks for ``count_params`` must not be passed by
 ``return ftlab.count_parameters(model)``. Test cells say what is off limits::
@@ -18,9 +24,7 @@ and a setup cell can switch functions off for the whole notebook with
 
 A guard on a Python function replaces the function's code, so every reference to it
 (``from ftlab import count_parameters as c`` included) is guarded; a builtin
-(``torch.softmax``) is guarded where it is looked up by name. Code that rebuilds a
-library function from its source on disk gets around this: that is visible in the
-notebook, and is a matter for academic honesty, not for a sandbox.
+(``torch.softmax``) is guarded where it is looked up by name.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Forbidden", "forbid", "forbid_in_notebook", "install", "active_names", "grader_mode"]
+__all__ = ["Forbidden", "forbid", "forbid_in_notebook", "install", "active_names"]
 
 
 class Forbidden(RuntimeError):
@@ -100,10 +104,6 @@ def install(name: str) -> str:
         raise ValueError(f"cannot forbid {name!r}: it is a {type(obj).__name__}, not a function")
     _keys[name] = key
     return key
-
-
-def grader_mode() -> bool:
-    return _grader is not None
 
 
 @contextmanager
