@@ -230,10 +230,10 @@ def _num(x: Any) -> str:
 
 
 def _values(x: torch.Tensor) -> str:
-    """A small tensor's values, 4 significant digits, nested like the tensor."""
+    """A small tensor's values, up to 6 decimals, nested like the tensor."""
     if x.is_floating_point():
         x = x.to(torch.float64)
-    return np.array2string(x.detach().cpu().numpy(), precision=4, separator=", ")
+    return np.array2string(x.detach().cpu().numpy(), precision=6, separator=", ")
 
 
 def _tolerances(rtol: float | None, atol: float | None, default: tuple[float, float]) -> tuple[float, float]:
