@@ -236,6 +236,14 @@ def _values(x: torch.Tensor) -> str:
     return np.array2string(x.detach().cpu().numpy(), precision=6, separator=", ")
 
 
+def _same_layout(got: Any, want: Any, what: str, check_dtype: bool) -> None:
+    """Exactly the same shape (nothing broadcasts: an empty result is not a match), then the same dtype."""
+    if got.shape != want.shape:
+        raise _fail(what, f"shape {_shape(got.shape)} where {_shape(want.shape)} was expected", "shape")
+    if check_dtype and got.dtype != want.dtype:
+        raise _fail(what, f"dtype {got.dtype} where {want.dtype} was expected", "dtype")
+
+
 def _tolerances(rtol: float | None, atol: float | None, default: tuple[float, float]) -> tuple[float, float]:
     """Both given: those; one given: it alone (the other is 0); none: the default."""
     if rtol is None and atol is None:
@@ -268,10 +276,7 @@ def _close_tensors(
     if not isinstance(got, torch.Tensor):
         raise _wrong_type(what, got, "a torch.Tensor")
     got, want = got.detach().cpu(), want.detach().cpu()
-    if got.shape != want.shape:
-        raise _fail(what, f"shape {_shape(got.shape)} where {_shape(want.shape)} was expected", "shape")
-    if check_dtype and got.dtype != want.dtype:
-        raise _fail(what, f"dtype {got.dtype} where {want.dtype} was expected", "dtype")
+    _same_layout(got, want, what, check_dtype)
     _tensor_finite(got, want, what)
     defaults = [_TORCH_TOLERANCES.get(d, (0.0, 0.0)) for d in (got.dtype, want.dtype)]
     tol = _tolerances(rtol, atol, (max(d[0] for d in defaults), max(d[1] for d in defaults)))
@@ -320,10 +325,7 @@ def _close_arrays(
 ) -> None:
     if not isinstance(got, np.ndarray):
         raise _wrong_type(what, got, "a NumPy array")
-    if got.shape != want.shape:  # np.testing.assert_allclose would broadcast
-        raise _fail(what, f"shape {_shape(got.shape)} where {_shape(want.shape)} was expected", "shape")
-    if check_dtype and got.dtype != want.dtype:
-        raise _fail(what, f"dtype {got.dtype} where {want.dtype} was expected", "dtype")
+    _same_layout(got, want, what, check_dtype)  # np.testing.assert_allclose alone would broadcast
     if got.dtype.kind in "fc":
         bad = ~np.isfinite(got) & np.isfinite(want)
         if bad.any():
@@ -402,8 +404,9 @@ def _equal(got: Any, want: Any, what: str, hidden: bool) -> None:
     elif isinstance(want, np.ndarray):
         if not isinstance(got, np.ndarray):
             raise _wrong_type(what, got, "a NumPy array")
+        _same_layout(got, want, what, check_dtype=True)  # NumPy's names for the dtypes
         _equal_tensors(
-            torch.from_numpy(np.ascontiguousarray(got)), torch.from_numpy(np.ascontiguousarray(want)), what, hidden, ""
+            torch.from_numpy(np.ascontiguousarray(got)), torch.from_numpy(np.ascontiguousarray(want)), what, hidden
         )
     elif isinstance(want, list | tuple):
         _equal_sequences(got, want, what, hidden)
@@ -486,15 +489,11 @@ def _equal_sets(got: Any, want: set | frozenset, what: str, hidden: bool) -> Non
     raise _fail(what, "; ".join(parts), "value")
 
 
-def _equal_tensors(got: Any, want: torch.Tensor, what: str, hidden: bool, prefix: str = "torch.") -> None:
+def _equal_tensors(got: Any, want: torch.Tensor, what: str, hidden: bool) -> None:
     if not isinstance(got, torch.Tensor):
         raise _wrong_type(what, got, "a torch.Tensor")
     got, want = got.detach().cpu(), want.detach().cpu()
-    if got.shape != want.shape:
-        raise _fail(what, f"shape {_shape(got.shape)} where {_shape(want.shape)} was expected", "shape")
-    if got.dtype != want.dtype:
-        dtype = (str(got.dtype), str(want.dtype)) if prefix else (_np_dtype(got), _np_dtype(want))
-        raise _fail(what, f"dtype {dtype[0]} where {dtype[1]} was expected", "dtype")
+    _same_layout(got, want, what, check_dtype=True)
     _tensor_finite(got, want, what)
     same = got == want
     if got.is_floating_point() or got.is_complex():
@@ -506,10 +505,6 @@ def _equal_tensors(got: Any, want: torch.Tensor, what: str, hidden: bool, prefix
         raise _fail(what, f"{n} of {got.numel()} values differ from the correct result", "value")
     detail = _tensor_detail(got, want, same)
     raise _fail(what, f"{n} of {got.numel()} values differ from the expected result{detail}", "value")
-
-
-def _np_dtype(t: torch.Tensor) -> str:
-    return str(t.numpy().dtype) if t.dtype != torch.bfloat16 else "bfloat16"
 
 
 def _both(got: Any, want: Any, limit: int = 300) -> str:
