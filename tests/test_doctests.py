@@ -4,10 +4,11 @@ import doctest
 
 import pytest
 
+import ftlab.grading.checks
 import ftlab.optim
 
 
-@pytest.mark.parametrize("module", [ftlab.optim])
+@pytest.mark.parametrize("module", [ftlab.optim, ftlab.grading.checks])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -9,6 +9,7 @@
 * :mod:`.driver` -- ``ftlab grade``: a class, N submissions at a time, one report.
 """
 
+from .checks import CheckFailed, expect, expect_close, expect_equal
 from .guards import Forbidden, forbid, forbid_in_notebook
 
-__all__ = ["Forbidden", "forbid", "forbid_in_notebook"]
+__all__ = ["CheckFailed", "Forbidden", "expect", "expect_close", "expect_equal", "forbid", "forbid_in_notebook"]
