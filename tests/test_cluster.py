@@ -7,8 +7,6 @@ and keeps what was graded), and a re-run grades only what changed.
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import os
 import shutil
 import signal
@@ -18,34 +16,21 @@ import time
 from pathlib import Path
 
 import pytest
+from course import env, make_toy_course, report, submit_copies
 from procs import command_lines
 
-ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENT = "ps1_parameters"
+ASSIGNMENT = "toy"
 FULL = ["student000", "student001", "student002"]
 UNTOUCHED = "student003"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_grading", ROOT / "benchmarks" / "grading.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0", **extra)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def _grade(course: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+def _grade(course: Path, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ftlab", "grade", ASSIGNMENT, "--fast", *args],
+        [sys.executable, "-m", "ftlab", "grade", ASSIGNMENT, *args],
         cwd=course,
-        env=env or _env(),
+        env=env(**(extra_env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -53,8 +38,7 @@ def _grade(course: Path, *args: str, env: dict | None = None) -> subprocess.Pope
 
 
 def _report(course: Path) -> dict[str, dict]:
-    with open(course / "reports" / f"{ASSIGNMENT}.csv") as fh:
-        return {r["student"]: r for r in csv.DictReader(fh)}
+    return report(course / "reports" / f"{ASSIGNMENT}.csv")
 
 
 def _verbs(err: str) -> dict[str, int]:
@@ -75,20 +59,26 @@ def _nbgrader_processes() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
+def template(tmp_path_factory):
+    """A toy course (a check that takes 4 s) with three right answers and one untouched copy; each test copies it."""
     from ftlab.grading.sandbox import check_available
 
     assert check_available() is None, check_available()
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"  # the workers share 2 cores
-    course = _bench().make_course(tmp_path_factory.mktemp("cluster"), ASSIGNMENT, 4)
-    exercise = next((course / "exercises" / ASSIGNMENT).glob("*.ipynb"))
-    shutil.copy(exercise, course / "submitted" / UNTOUCHED / ASSIGNMENT / exercise.name)
-    yield course
-    if saved is None:
-        os.environ.pop("OMP_NUM_THREADS", None)
-    else:
-        os.environ["OMP_NUM_THREADS"] = saved
+    course = make_toy_course(tmp_path_factory.mktemp("cluster"))
+    submit_copies(course, ASSIGNMENT, {s: {} for s in FULL})  # the released copy + the solution cell's body
+    (solution,) = (course / "source" / ASSIGNMENT).glob("*.ipynb")
+    for student in FULL:  # the instructor's answer
+        shutil.copy(solution, course / "submitted" / student / ASSIGNMENT / solution.name)
+    submit_copies(course, ASSIGNMENT, {UNTOUCHED: {}})
+    return course
+
+
+@pytest.fixture
+def course(template, tmp_path):
+    """A fresh copy of the toy course: no test depends on what another one graded."""
+    copy = tmp_path / "course"
+    shutil.copytree(template, copy)
+    return copy
 
 
 def test_a_killed_worker_costs_a_regrade_elsewhere_never_a_double_entry(course):
@@ -102,7 +92,7 @@ def test_a_killed_worker_costs_a_regrade_elsewhere_never_a_double_entry(course):
         while killed is None and time.monotonic() < deadline and proc.poll() is None:
             busy = [w for w, tasks in client.processing().items() if tasks]
             if busy:
-                time.sleep(8)  # well inside a grade: the sandboxed kernel is running
+                time.sleep(3)  # inside a grade: nbgrader is starting the kernel, or the 4 s check runs
                 pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
                 os.kill(pid, signal.SIGKILL)
                 killed = pid
@@ -115,7 +105,7 @@ def test_a_killed_worker_costs_a_regrade_elsewhere_never_a_double_entry(course):
     assert proc.returncode == 0, out[-2000:] + err[-4000:]
     report = _report(course)
     assert sorted(report) == [*FULL, UNTOUCHED]
-    assert [float(report[s]["score"]) for s in FULL] == [10.0] * 3 and float(report[UNTOUCHED]["score"]) == 0
+    assert [float(report[s]["score"]) for s in FULL] == [2.0] * 3 and float(report[UNTOUCHED]["score"]) == 0
     for student in report:
         assert err.count(f"graded {student}:") == 1, err  # merged into the gradebook exactly once
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
@@ -128,6 +118,10 @@ def test_a_rerun_grades_only_what_changed(course):
     proc = _grade(course, "--jobs=2")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
+    assert _verbs(err) == {"graded": 4}, err
+    proc = _grade(course, "--jobs=2")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
     assert _verbs(err) == {"checked": 4}, err
     assert all("not graded again" in r["detail"] for r in _report(course).values())
     full = course / "submitted" / FULL[0] / ASSIGNMENT
@@ -137,14 +131,19 @@ def test_a_rerun_grades_only_what_changed(course):
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     assert f"graded {UNTOUCHED}:" in err and _verbs(err) == {"checked": 3, "graded": 1}, err
-    assert float(_report(course)[UNTOUCHED]["score"]) == 10.0
+    assert float(_report(course)[UNTOUCHED]["score"]) == 2.0
 
 
 def test_the_scheduler_going_away_stops_the_run_and_keeps_what_was_graded(course):
+    proc = _grade(course, "--jobs=2")  # graded once before: what the lost run does not reach keeps these grades
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()[-3000:]
     cluster, client = _cluster()
     try:
         proc = _grade(
-            course, "--force", f"--scheduler={cluster.scheduler_address}", env=_env(FTLAB_SCHEDULER_GRACE="5")
+            course,
+            "--force",
+            f"--scheduler={cluster.scheduler_address}",
+            extra_env={"FTLAB_SCHEDULER_GRACE": "5"},
         )
         first = proc.stderr.readline()
         while first and not first.startswith("graded "):
@@ -161,5 +160,6 @@ def test_the_scheduler_going_away_stops_the_run_and_keeps_what_was_graded(course
     report = _report(course)
     lost = [s for s, r in report.items() if r["status"] == "not-graded"]
     assert lost and len(lost) < 4, report
-    for student in lost:  # graded by the earlier tests: those grades stay
-        assert "previous grades kept" in report[student]["detail"] and float(report[student]["score"]) == 10.0
+    for student in lost:
+        assert "previous grades kept" in report[student]["detail"], report[student]
+        assert float(report[student]["score"]) == (0.0 if student == UNTOUCHED else 2.0)

@@ -16,8 +16,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,10 +23,14 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from course import ROOT, nbgrader
+from course import answers as _answers
+from course import ftlab_grade as _ftlab_grade
+from course import make_course as _make_course
+from course import meta as _meta
+from course import report as _report
+from course import work_on as _work_on
 from procs import command_lines
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 # assignment -> (notebook, total points)
 ASSIGNMENTS = {
@@ -53,32 +55,8 @@ WRITTEN = {
 }
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # nbgrader calls its own scripts (alembic)
-    env["FTLAB_FAST"] = "1"
-    env["OMP_NUM_THREADS"] = "1"  # nbgrader and a kernel share 2 cores; OpenMP spinning costs 10x
-    env["PYTHONHASHSEED"] = "0"
-    return env
-
-
-def nbgrader(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"nbgrader {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
 def _notebooks(folder: str) -> dict[str, nbformat.NotebookNode]:
     return {p.parent.name: nbformat.read(p, as_version=4) for p in sorted((ROOT / folder).glob("*/*.ipynb"))}
-
-
-def _meta(cell) -> dict:
-    return cell.metadata.get("nbgrader", {})
 
 
 def _is_test(cell) -> bool:
@@ -160,16 +138,6 @@ def test_nbgrader_config():
 
 
 # --------------------------------------------------------------------------- slow: nbgrader commands
-
-
-def _make_course(parent: Path) -> Path:
-    """A fresh course directory, as an instructor would set one up from this repository."""
-    course = parent / "course"
-    course.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
-    shutil.copytree(ROOT / "solutions", course / "solutions", ignore=ignore)
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    return course
 
 
 def _normalized(nb: nbformat.NotebookNode) -> dict:
@@ -349,22 +317,6 @@ def _exchange(step: str, course: Path, exchange: Path, assignment: str, student:
         "collect": SafeExchangeCollect,
     }[step]
     cls(coursedir=CourseDirectory(config=config), authenticator=Authenticator(config=config), config=config).start()
-
-
-def _answers(assignment: str) -> dict[str, str]:
-    """The instructor's solution cells (code and written), by grade_id."""
-    nb = _notebooks("solutions")[assignment]
-    return {_meta(c)["grade_id"]: c.source for c in nb.cells if _meta(c).get("solution")}
-
-
-def _work_on(path: Path, answers: dict[str, str], drop: tuple[str, ...] = (), extra: list[str] = ()) -> None:
-    nb = nbformat.read(path, as_version=4)
-    nb.cells = [c for c in nb.cells if _meta(c).get("grade_id") not in drop]
-    for cell in nb.cells:
-        if _meta(cell).get("grade_id") in answers:
-            cell.source = answers[_meta(cell)["grade_id"]]
-    nb.cells[2:2] = [nbformat.v4.new_code_cell(src) for src in extra]  # after the setup cell
-    nbformat.write(nb, path)
 
 
 def _student(course, exchange, workspaces, student, assignment, edit) -> None:
@@ -619,25 +571,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _ftlab_grade(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ftlab", "grade", *args],
-        cwd=course,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-def _report(path: Path) -> dict[str, dict]:
-    with open(path) as fh:
-        return {r["student"]: r for r in csv.DictReader(fh)}
-
-
 def class_test(test):
     """Slow, and the first to run builds the class (several minutes): a longer timeout."""
     return pytest.mark.slow(pytest.mark.timeout(2400)(test))
@@ -874,7 +807,7 @@ def test_tampered_tests_are_replaced_by_the_instructors(graded_class):
     assert graded["test_linear_params"].source == source["test_linear_params"].source  # hidden tests included
     assert graded["test_linear_params"].metadata.nbgrader["points"] == 2
     assert source["test_top3"].source in graded["test_top3"].source  # re-added (behind a comment) and run
-    assert [o.ename for o in graded["test_linear_params"].outputs if o.output_type == "error"] == ["AssertionError"]
+    assert [o.ename for o in graded["test_linear_params"].outputs if o.output_type == "error"] == ["CheckFailed"]
 
 
 @class_test
