@@ -124,6 +124,7 @@ HONEST = {
     "magics": "%matplotlib inline\n%time x = 1\n!ls\n",
     "display": "from IPython.display import display\ndisplay(1)\n",
     "dunder name": "print(type(nn.Linear(1, 1)).__name__)\n",
+    "private name of another library": "import os\nif False:\n    os._exit(1)\n",
 }
 
 

@@ -325,8 +325,17 @@ def _is_submodule(module: str, name: str) -> bool:
 class _Scanner(ast.NodeVisitor):
     """Walks one cell; records findings, and which names are imported modules."""
 
-    def __init__(self, label: str, leaves: set[str], methods: set[str], modules: dict[str, str], imported: set[str]):
+    def __init__(
+        self,
+        label: str,
+        leaves: set[str],
+        methods: set[str],
+        modules: dict[str, str],
+        imported: set[str],
+        libraries: set[str] = frozenset(),
+    ):
         self.label = label
+        self.libraries = libraries  # top-level packages of the forbidden names
         self.leaves = leaves  # last parts of every forbidden name
         self.methods = methods  # last parts of forbidden methods (torch.Tensor.softmax): any object's attribute
         self.modules = modules  # name -> module, for names bound to modules (shared across cells)
@@ -353,6 +362,12 @@ class _Scanner(ast.NodeVisitor):
     def _in_module(self, node: ast.AST) -> bool:
         root = self._root(node)
         return isinstance(root, ast.Name) and root.id in self.modules
+
+    def _in_guarded_library(self, node: ast.AST) -> bool:
+        """Under a library that holds a forbidden name (torch, ftlab): its private names are other routes to it."""
+        root = self._root(node)
+        module = self.modules.get(root.id, "") if isinstance(root, ast.Name) else ""
+        return module.split(".")[0] in self.libraries
 
     # scopes: decorators and defaults run where the function is defined, its body later
     def _scope(self, node: ast.AST, name: str | None) -> None:
@@ -423,7 +438,7 @@ class _Scanner(ast.NodeVisitor):
         root = self._root(owner)
         if isinstance(root, ast.Name) and self.modules.get(root.id) == "sys" and attr in SYS_ATTRIBUTES:
             self.hatch(node, f"sys.{attr}")
-        if in_module and attr.startswith("_") and not attr.startswith("__"):
+        if in_module and attr.startswith("_") and not attr.startswith("__") and self._in_guarded_library(owner):
             self.hatch(node, f"the private name .{attr} of a library")
         leaf = _leaf_matches(attr, self.leaves if in_module else self.methods)
         if leaf:
@@ -539,7 +554,8 @@ def scan(
             tree = ast.parse(python)
         except SyntaxError:
             continue  # it cannot run either: its checks fail on their own
-        scanner = _Scanner(label, leaves, methods, modules, imported)
+        libraries = {name.split(".")[0] for name in forbidden}
+        scanner = _Scanner(label, leaves, methods, modules, imported, libraries)
         scanner.visit(tree)
         findings.extend(scanner.findings)
     return findings
