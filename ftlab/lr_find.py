@@ -296,10 +296,13 @@ def lr_find(
         raise ValueError(f"group={group!r} needs param_groups (or an optimizer) to choose from")
     device = get_device(device)
     dtype = amp_dtype(device, amp)
+    items = len(train_data.dataset if isinstance(train_data, DataLoader) else train_data)
+    if items == 0:
+        raise ValueError("train_data is empty: 0 items, no batch to train on")
     loader = make_loader(train_data, batch_size, True, collate_fn, 0 if seed is None else seed)
     batches = len(loader)
     if batches == 0:
-        raise ValueError(f"train_data is empty: {len(loader.dataset)} items, no batch to train on")
+        raise ValueError(f"train_data gives no batch: {items} items with drop_last and batch size {loader.batch_size}")
     steps = min(num_iter, batches)
     if steps < 2:
         raise ValueError(
