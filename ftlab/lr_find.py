@@ -265,19 +265,24 @@ def lr_find(
     existing ``torch.optim.Optimizer``: its groups and state are used, and its
     state (moments, step counts, rates) is put back afterwards.
 
-    **The two-step recipe for a new head** (fastai's ``fine_tune`` order)::
+    **Two steps for a new head** (fastai's ``fine_tune`` order)::
 
         unfreeze_top(model, 1)                        # 1. backbone frozen: the head's rate
         head_lr = lr_find(model, train).suggestion
-        fit(model, train, epochs=3, lr=head_lr)       #    train the head
-        unfreeze(model)                               # 2. the backbone's rate, head fixed at head_lr
-        groups = param_groups(model, base_lr=head_lr, gamma=0.8, head_lr=head_lr)
-        backbone = [g["name"] for g in groups if not g["name"].startswith("head")]
-        base_lr = lr_find(model, train, param_groups=groups, group=backbone).suggestion
-        fit(model, train, param_groups=param_groups(model, base_lr, gamma=0.8, head_lr=head_lr))
+        fit(model, train, epochs=1, lr=head_lr)       #    train the head at it
+        unfreeze(model)                               # 2. everything trains:
+        lr = lr_find(model, train).suggestion         #    one rate for the whole network, or
+        groups = param_groups(model, base_lr=lr, head_lr=head_lr / 10)
+        backbone = [g.name for g in layer_groups(model)[:-1]]
+        base_lr = lr_find(model, train, param_groups=groups, group=backbone).suggestion  # the backbone's, head held
 
-    The head is trained between the two steps because a random head's first
-    gradients would dominate the second curve.
+    Train the head between the two steps: a random head's first gradients would
+    dominate the second curve. When the head is held at a fixed rate in step 2,
+    choose one it can sustain while the features under it change (``unfreeze``
+    also lets BatchNorm statistics follow the new data): the step-1 suggestion is
+    a rate for a fresh head's first pass. On EfficientNet-Lite0 with digits,
+    holding the head at it left the second curve without a descent; a tenth of
+    it gave a usable one.
 
     Afterwards the model is exactly as before: weights and buffers (BatchNorm
     running statistics included), ``requires_grad`` flags, each module's
