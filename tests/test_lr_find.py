@@ -214,7 +214,9 @@ def test_suggestion_is_a_rate_that_trains():
 def test_suggest_lr_reads_the_curve():
     lrs = list(np.logspace(-6, 0, 61))
     # flat, a fall centred on 1e-3, a minimum at 1e-2, then a rise
-    losses = [2.0 - 1.5 / (1 + math.exp(-4 * (math.log10(lr) + 3))) + 10 * max(0.0, math.log10(lr) + 2) ** 2 for lr in lrs]
+    losses = [
+        2.0 - 1.5 / (1 + math.exp(-4 * (math.log10(lr) + 3))) + 10 * max(0.0, math.log10(lr) + 2) ** 2 for lr in lrs
+    ]
     suggestion, minimum, steepest = suggest_lr(lrs, losses)
     assert math.isclose(minimum, 1e-2, rel_tol=0.3)
     assert math.isclose(suggestion, minimum / 10)
