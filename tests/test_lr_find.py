@@ -312,16 +312,19 @@ def test_dict_inputs_like_text_models():
     assert len(r.lrs) == 12 and all(math.isfinite(v) for v in r.losses)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_runs_and_the_model_comes_back_to_its_device():
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # CUDA where the machine has it, as test_train
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_sweep_runs_on_a_device_and_the_model_comes_back_to_its_own(device):
     model = _bn_net()
     state = copy.deepcopy(model.state_dict())
-    r = ftlab.lr_find(model, _blobs(), device="cuda", batch_size=16, progress=False)
+    r = ftlab.lr_find(model, _blobs(), device=device, batch_size=16, progress=False)
     assert next(model.parameters()).device.type == "cpu"
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert len(r.lrs) > 10 and all(math.isfinite(v) for v in r.losses)
-    again = ftlab.lr_find(model.cuda(), _blobs(), batch_size=16, progress=False)  # default device: CUDA
-    assert next(model.parameters()).device.type == "cuda" and again.lrs == r.lrs
+    again = ftlab.lr_find(model.to(device), _blobs(), batch_size=16, progress=False)  # default: the model's device
+    assert next(model.parameters()).device.type == device and again.lrs == r.lrs
 
 
 # --------------------------------------------------------------------------- bad input
