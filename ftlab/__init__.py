@@ -2,7 +2,7 @@
 
 Modules are named for concepts: :mod:`ftlab.layers` (layer groups, freezing,
 parameter counts), :mod:`ftlab.optim` (layer-wise learning rates, gradual
-unfreezing), :mod:`ftlab.utils` (seeding, device); :mod:`ftlab.train` is the
+unfreezing), :mod:`ftlab.lr_find` (the learning-rate range test), :mod:`ftlab.utils` (seeding, device); :mod:`ftlab.train` is the
 training loop, its settings one :class:`ftlab.config.FitConfig`, its helpers
 :mod:`ftlab.batches`, :mod:`ftlab.precision`, :mod:`ftlab.schedules`,
 :mod:`ftlab.evaluation` and :mod:`ftlab.history`; :mod:`ftlab.models` is a
@@ -21,12 +21,14 @@ from .layers import (
     unfreeze,
     unfreeze_top,
 )
+from .lr_find import LRFindResult, lr_find
 from .optim import layerwise_lrs, param_groups, unfreeze_schedule
 from .utils import fast_mode, get_device, seed_everything
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LRFindResult",
     "LayerGroup",
     "count_parameters",
     "fast_mode",
@@ -35,6 +37,7 @@ __all__ = [
     "get_device",
     "layer_groups",
     "layerwise_lrs",
+    "lr_find",
     "make_groups",
     "param_groups",
     "parameter_table",

@@ -266,7 +266,7 @@ def unfreeze_top(
 ) -> list[str]:
     """Freeze everything, then unfreeze the top ``k`` groups (head included).
 
-    The Keras recipe ``for layer in base.layers[-k:]: layer.trainable = True``
+    The syllabus's Keras-style recipe ``for layer in base.layers[-k:]: layer.trainable = True``
     on groups: ``k=1`` trains only the head (feature extraction), ``k=len(groups)``
     trains everything. Returns the names of the trainable groups.
     """
