@@ -51,6 +51,7 @@ from .utils import seed_everything
 
 __all__ = [
     "STRATEGIES",
+    "SMALL_DATA",
     "STRATEGY_TABLE",
     "Strategy",
     "StrategyResult",
@@ -399,8 +400,12 @@ def select_strategy(results: Sequence[StrategyResult]) -> StrategySummary:
 # --------------------------------------------------------------------------- choosing
 
 
+# Below this many labelled examples a data set is small (why 10,000: recommend_strategy's docstring).
+SMALL_DATA = 10_000
+
+
 def recommend_strategy(
-    n_samples: int, domain_similarity: str | float, small_data: int = 1000, scratch_data: int = 1_000_000
+    n_samples: int, domain_similarity: str | float, small_data: int = SMALL_DATA, scratch_data: int = 1_000_000
 ) -> str:
     """The syllabus's decision tree: labelled data size x similarity to the pretraining data.
 
@@ -419,9 +424,14 @@ def recommend_strategy(
 
     ``domain_similarity`` is ``"similar"``/``"different"`` or a number in [0, 1]
     (>= 0.5 counts as similar); ``small_data`` is the size below which a data
-    set counts as small. A rule of thumb, not a law: the domain-shift table
-    (lesson 4) unfreezes most layers for a far target even with little data, and
-    lesson 4 measures both on digits (far) and faces (near).
+    set counts as small. Its default, :data:`SMALL_DATA` = 10,000, follows the
+    syllabus's own examples of small data -- a startup's 500 defect photos, a
+    hospital's 5,000 X-rays, the 1,000 examples that 591,234 trainable
+    parameters memorise -- and puts the largest of them (5,000) a factor of two
+    below the line; its large data is ImageNet's 1.28M images. A rule of thumb,
+    not a law: the domain-shift table (lesson 4) unfreezes most layers for a far
+    target even with little data, and lesson 4 measures both on digits (far) and
+    faces (near).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")

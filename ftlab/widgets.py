@@ -262,14 +262,15 @@ class SoftmaxExplorer(Explorer):
 class StrategyExplorer(Explorer):
     """Labelled examples and domain similarity -> the decision tree's strategy.
 
-    State: ``strategy`` from :func:`ftlab.strategies.recommend_strategy`.
+    State: ``strategy`` from :func:`ftlab.strategies.recommend_strategy`; ``small_data``
+    defaults to its threshold, :data:`ftlab.strategies.SMALL_DATA`.
     """
 
-    def __init__(self, n_samples: int = 500, domain_similarity: str = "similar", small_data: int = 1000):
-        from .strategies import STRATEGIES
+    def __init__(self, n_samples: int = 500, domain_similarity: str = "similar", small_data: int | None = None):
+        from .strategies import SMALL_DATA, STRATEGIES
 
         self._strategies = STRATEGIES
-        self.small_data = small_data
+        self.small_data = SMALL_DATA if small_data is None else small_data
         style = {"description_width": "initial"}
         controls = {
             "n_samples": widgets.IntText(value=n_samples, description="labelled examples", style=style),

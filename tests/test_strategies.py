@@ -18,6 +18,7 @@ import ftlab.strategies
 from ftlab.config import FitConfig
 from ftlab.history import History
 from ftlab.strategies import (
+    SMALL_DATA,
     STRATEGIES,
     STRATEGY_TABLE,
     Settings,
@@ -121,13 +122,23 @@ def test_unknown_strategy(splits):
         (50_000, "different", "fine_tune_all"),  # large, different: fine-tune aggressively ...
         (1_400_000, "different", "scratch"),  # ... or, with ImageNet-scale data, train from scratch
         (1_400_000, "similar", "fine_tune_all"),
-        (999, 0.9, "feature_extraction"),
-        (999, 0.2, "fine_tune_top"),
-        (1000, 0.2, "fine_tune_all"),
+        (5_000, "different", "fine_tune_top"),  # the syllabus's hospital: 5,000 X-rays are small data
+        (1_000, "different", "fine_tune_top"),  # ... and so are 1,000 examples for 591,234 parameters
+        (9_999, 0.9, "feature_extraction"),
+        (9_999, 0.2, "fine_tune_top"),
+        (10_000, 0.2, "fine_tune_all"),  # the threshold itself is large
+        (10_000, 0.9, "fine_tune_all"),
     ],
 )
 def test_decision_tree(n, similarity, expected):
     assert recommend_strategy(n, similarity) == expected
+
+
+def test_decision_tree_threshold():
+    """Small below SMALL_DATA = 10,000 (the syllabus's small examples: 500, 1,000, 5,000), or the caller's own."""
+    assert SMALL_DATA == 10_000
+    assert recommend_strategy(999, "different", small_data=1000) == "fine_tune_top"
+    assert recommend_strategy(1000, "different", small_data=1000) == "fine_tune_all"
 
 
 def test_decision_tree_bad_input():
