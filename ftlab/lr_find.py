@@ -28,7 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .train import _max_label, amp_dtype, build_optimizer, check_targets, logits_of, make_loader, to_device
+from .batches import check_targets, logits_of, make_loader, max_label, to_device
+from .precision import amp_dtype
+from .train import build_optimizer
 from .utils import get_device, seed_everything
 
 __all__ = ["LRFindResult", "lr_find", "suggest_lr"]
@@ -206,6 +208,35 @@ class _Snapshot:
 # --------------------------------------------------------------------------- the test
 
 
+def _loader(train_data, batch_size: int, collate_fn, seed: int | None, num_iter: int) -> tuple[DataLoader, int]:
+    """The shuffled loader of the sweep and its number of steps (at most one pass), or why there are too few."""
+    items = len(train_data.dataset if isinstance(train_data, DataLoader) else train_data)
+    if items == 0:
+        raise ValueError("train_data is empty: 0 items, no batch to train on")
+    loader = make_loader(train_data, batch_size, True, collate_fn, 0 if seed is None else seed)
+    batches = len(loader)
+    if batches == 0:
+        raise ValueError(f"train_data gives no batch: {items} items with drop_last and batch size {loader.batch_size}")
+    steps = min(num_iter, batches)
+    if steps < 2:
+        raise ValueError(
+            f"train_data gives only {batches} batch of {batch_size}: the test needs at least 2 steps "
+            "(use a smaller batch_size or more data)"
+        )
+    return loader, steps
+
+
+def _swept(opt: torch.optim.Optimizer, group: Any) -> tuple[list[int], list[str], list[float]]:
+    """The swept param groups: their indices, names, and rates relative to the largest (kept during the sweep)."""
+    selected = _select(opt.param_groups, group)
+    names = [opt.param_groups[i].get("name", f"group {i}") for i in selected]
+    if not any(p.requires_grad for i in selected for p in opt.param_groups[i]["params"]):
+        raise ValueError(f"param group(s) {names} have no trainable parameter: unfreeze them first")
+    base = [opt.param_groups[i]["lr"] for i in selected]
+    top = max(base)
+    return selected, names, [b / top if top > 0 else 1.0 for b in base]
+
+
 def lr_find(
     model: nn.Module,
     train_data: Dataset | DataLoader,
@@ -301,62 +332,27 @@ def lr_find(
         raise ValueError(f"group={group!r} needs param_groups (or an optimizer) to choose from")
     device = get_device(device)
     dtype = amp_dtype(device, amp)
-    items = len(train_data.dataset if isinstance(train_data, DataLoader) else train_data)
-    if items == 0:
-        raise ValueError("train_data is empty: 0 items, no batch to train on")
-    loader = make_loader(train_data, batch_size, True, collate_fn, 0 if seed is None else seed)
-    batches = len(loader)
-    if batches == 0:
-        raise ValueError(f"train_data gives no batch: {items} items with drop_last and batch size {loader.batch_size}")
-    steps = min(num_iter, batches)
-    if steps < 2:
-        raise ValueError(
-            f"train_data gives only {batches} batch of {batch_size}: the test needs at least 2 steps "
-            "(use a smaller batch_size or more data)"
-        )
-
+    loader, steps = _loader(train_data, batch_size, collate_fn, seed, num_iter)
     snapshot = _Snapshot(model, given_opt)
     try:
-        if given_opt is None:
-            opt = build_optimizer(
-                model,
-                lr=None if param_groups is not None else start_lr,
-                weight_decay=weight_decay,
-                param_groups=param_groups,
-                optimizer=optimizer,
-            )
-        else:
-            if weight_decay is not None:
-                raise ValueError("weight_decay would be ignored: the optimizer passed sets its own")
-            opt = given_opt
-        selected = _select(opt.param_groups, group)
-        names = [opt.param_groups[i].get("name", f"group {i}") for i in selected]
-        if not any(p.requires_grad for i in selected for p in opt.param_groups[i]["params"]):
-            raise ValueError(f"param group(s) {names} have no trainable parameter: unfreeze them first")
-        base = [opt.param_groups[i]["lr"] for i in selected]
-        top = max(base)
-        scale = [b / top if top > 0 else 1.0 for b in base]
+        opt = given_opt or build_optimizer(
+            model,
+            lr=None if param_groups is not None else start_lr,
+            weight_decay=weight_decay,
+            param_groups=param_groups,
+            optimizer=optimizer,
+        )
+        if given_opt is not None and weight_decay is not None:
+            raise ValueError("weight_decay would be ignored: the optimizer passed sets its own")
+        selected, names, scale = _swept(opt, group)
         model.to(device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             if seed is not None:
                 seed_everything(seed)
             result = _sweep(
-                model,
-                loader,
-                opt,
-                selected,
-                scale,
-                start_lr,
-                end_lr,
-                steps,
-                diverge,
-                beta,
-                loss_fn,
-                device,
-                dtype,
-                _max_label(train_data),
-                progress,
-            )
+                model, loader, opt, selected, scale, start_lr, end_lr, steps, diverge, beta, loss_fn, device,
+                dtype, max_label(train_data), progress,
+            )  # fmt: skip
     finally:
         snapshot.restore()
     lrs, smooth, raw, stop_lr = result
