@@ -24,6 +24,7 @@ from procs import command_lines
 from torch import nn
 
 import ftlab
+from ftlab.cli import main as ftlab_main
 from ftlab.grading import Forbidden, forbid, forbid_in_notebook, guards
 from ftlab.grading.codec import DecodeError, ModuleState, apply_module_state, decode, encode
 from ftlab.grading.driver import check_nbgrader_args
@@ -214,11 +215,10 @@ def test_unknown_options_are_refused():
         Limits(memory_mb=0)
 
 
-def test_ftlab_grade_refuses_unknown_options_before_reading_the_course(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "ftlab", "grade", "ps1", "--frobnicate"], cwd=tmp_path, capture_output=True, text=True
-    )
-    assert proc.returncode == 2 and "unknown option '--frobnicate'" in proc.stderr
+def test_ftlab_grade_refuses_unknown_options_before_reading_the_course(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert ftlab_main(["grade", "ps1", "--frobnicate"]) == 2
+    assert "unknown option '--frobnicate'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -321,21 +321,18 @@ print("started")
     assert [pid for pid, cmd in command_lines().items() if marker in cmd] == []
 
 
-def test_ftlab_grade_refuses_to_run_unsandboxed_unless_asked(tmp_path):
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # a machine without bwrap
-    proc = subprocess.run(
-        [sys.executable, "-m", "ftlab", "grade", "ps1"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 2 and "bubblewrap (bwrap) is not installed" in proc.stderr, proc.stderr
-    assert "apt-get install -y bubblewrap" in proc.stderr and "--no-sandbox" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "ftlab", "grade", "ps1", "--no-sandbox"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2 and "is not a course root" in proc.stderr, proc.stderr  # past the sandbox check
+def test_ftlab_grade_refuses_to_run_unsandboxed_unless_asked(tmp_path, monkeypatch, capsys, request):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # a machine without bwrap
+    check_available.cache_clear()  # the answer is cached per process: ask again, and forget this one after
+    request.addfinalizer(check_available.cache_clear)
+    assert ftlab_main(["grade", "ps1"]) == 2
+    err = capsys.readouterr().err
+    assert "bubblewrap (bwrap) is not installed" in err, err
+    assert "apt-get install -y bubblewrap" in err and "--no-sandbox" in err
+    assert ftlab_main(["grade", "ps1", "--no-sandbox"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a course root" in err, err  # past the sandbox check
     assert list(tmp_path.iterdir()) == []
 
 
@@ -346,6 +343,7 @@ def _cell(source: str, **nbgrader) -> nbformat.NotebookNode:
     return cell
 
 
+@pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
 def test_only_the_instructors_tests_run_in_the_grader(tmp_path):
     """A student cell dressed up as a test cell runs in the sandbox; the real test runs in the grader."""
     from ftlab.grading.executor import SandboxedExecute
@@ -406,6 +404,7 @@ def _grade_toy(tmp_path, answers: dict[str, str], tests: dict[str, str], setup: 
     return [[(o.get("ename") or o.get("text", "")).strip() for o in c.outputs] for c in graded.cells]
 
 
+@pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
 def test_a_call_that_ignores_interrupts_costs_only_its_own_check(tmp_path):
     """The interrupted call never ends: its kernel is replaced (with the setup run again) and the next answer
     is graded -- the interrupt request's own idle status must not pass for the call's."""
@@ -418,6 +417,7 @@ def test_a_call_that_ignores_interrupts_costs_only_its_own_check(tmp_path):
     assert outputs[3:] == [[], []], outputs  # g defined in the fresh kernel, with the setup's `math`; t_g passes
 
 
+@pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
 def test_a_reply_over_the_cap_fails_its_check_without_being_read(tmp_path):
     """A kernel that forges a 96 MiB reply file: the grader reads at most the cap (16 MiB) and fails the check."""
     forged = (
@@ -436,6 +436,7 @@ def test_a_reply_over_the_cap_fails_its_check_without_being_read(tmp_path):
     assert "over the limit of 16,777,216" in graded_text or "StudentError" in graded_text
 
 
+@pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
 def test_a_value_too_large_for_the_sandbox_is_an_error_not_a_crash(tmp_path):
     """The reply file is bounded by the sandbox's file-size limit: a 64 MiB tensor with an 8 MiB limit fails."""
     big = "import torch\ndef f():\n    return torch.zeros(16 << 20)"
@@ -443,6 +444,7 @@ def test_a_value_too_large_for_the_sandbox_is_an_error_not_a_crash(tmp_path):
     assert outputs[2][-1] == "StudentError", outputs
 
 
+@pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
 def test_the_policy_decides_in_the_grader(tmp_path):
     """A check whose forbidden function the answer uses is not run: 0, with the reason in its output."""
     setup = "import math\nfrom ftlab.grading import forbid"

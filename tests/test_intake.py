@@ -127,3 +127,15 @@ def test_the_instructors_metadata_replaces_the_students():
     assert any("is a second copy of an instructor's cell" in n for n in notes), notes
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells if c.metadata.get("nbgrader")]
     assert len(ids) == len(set(ids))
+
+
+def test_an_honest_copy_of_the_release_has_nothing_to_note():
+    """The released copy carries metadata the source does not (checksums, cell types): compared with the
+    release, an untouched or honestly answered notebook is not reported as tampered with."""
+    released = nbformat.read(ROOT / "exercises" / "ps1_parameters" / "parameters.ipynb", as_version=4)
+    honest = copy.deepcopy(released)
+    for cell in honest.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = "def f():\n    return 1\n"
+    assert restore_instructor_cells(honest, released) == []
+    assert [c.metadata for c in honest.cells] == [c.metadata for c in released.cells]

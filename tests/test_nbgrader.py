@@ -721,6 +721,8 @@ def test_broken_submissions_get_a_clear_result_and_the_class_is_graded(graded_cl
     report = graded_class.report
     assert set(report) == set(EXPECTED) | set(BROKEN) | set(ATTACKS)
     assert report["alice"]["status"] == "graded" and report["alice"]["sandbox"] == "bubblewrap"
+    assert report["alice"]["detail"] == "", report["alice"]  # an honest notebook: nothing to note
+    assert graded_class.report_ps4["alice"]["detail"] == "", graded_class.report_ps4["alice"]
     for student, (status, score) in BROKEN.items():
         row = report[student]
         assert (row["status"], float(row["score"]), float(row["max_score"])) == (status, score, 10), row

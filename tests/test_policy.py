@@ -8,13 +8,12 @@ the instructor's own answers -- and honest variations -- must cost nothing.
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from ftlab.cli import main as ftlab_main
 from ftlab.grading import policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +132,7 @@ def test_honest_code_costs_nothing(case):
     assert _costs("ps1_parameters", {}, extra=[HONEST[case]]) == {}, case
 
 
-def test_the_students_command_reports_without_the_source(tmp_path):
+def test_the_students_command_reports_without_the_source(tmp_path, capsys):
     """`ftlab policy` on a student's copy: no hidden tests there, so it is stricter, never looser."""
     nb = nbformat.read(ROOT / "exercises" / "ps4_bert_head" / "bert_head.ipynb", as_version=4)
     for cell in nb.cells:
@@ -141,11 +140,11 @@ def test_the_students_command_reports_without_the_source(tmp_path):
             cell.source = "def softmax(z):\n    return torch.softmax(z, dim=-1)\n"
     path = tmp_path / "bert_head.ipynb"
     nbformat.write(nb, path)
-    proc = subprocess.run([sys.executable, "-m", "ftlab", "policy", str(path)], capture_output=True, text=True)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "softmax, line 2: uses softmax, which this exercise asks you to write yourself" in proc.stdout
-    assert "test_softmax" in proc.stdout
+    assert ftlab_main(["policy", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "softmax, line 2: uses softmax, which this exercise asks you to write yourself" in out, out
+    assert "test_softmax" in out
     clean = tmp_path / "clean.ipynb"
     nbformat.write(nbformat.read(ROOT / "exercises" / "ps4_bert_head" / "bert_head.ipynb", as_version=4), clean)
-    proc = subprocess.run([sys.executable, "-m", "ftlab", "policy", str(clean)], capture_output=True, text=True)
-    assert proc.returncode == 0 and "nothing in your code breaks" in proc.stdout, proc.stdout
+    assert ftlab_main(["policy", str(clean)]) == 0
+    assert "nothing in your code breaks" in capsys.readouterr().out

@@ -225,6 +225,7 @@ class Course:
     isolation: str
     force: bool = False
     common: dict[str, bytes] = field(default_factory=dict)
+    released: dict[str, NotebookNode] = field(default_factory=dict)  # as students got them (metadata reference)
 
     @property
     def notebooks(self) -> list[str]:
@@ -269,9 +270,15 @@ def open_course(
             nb.name: sorted(c.name for c in nb.source_cells if c.locked and c.name in {g.name for g in nb.grade_cells})
             for nb in source.notebooks
         }
-    source_dir = _config(root).get("CourseDirectory", {}).get("source_directory", "source")
+    directories = _config(root).get("CourseDirectory", {})
+    source_dir = directories.get("source_directory", "source")
     folder = root / source_dir / assignment
     sources = {name: nbformat.read(folder / f"{name}.ipynb", as_version=4) for name in test_cells}
+    release = root / directories.get("release_directory", "release") / assignment
+    released = {  # generate_assignment adds metadata (checksums, cell types) the sources do not have
+        name: nbformat.read(release / f"{name}.ipynb", as_version=4) if (release / f"{name}.ipynb").is_file() else nb
+        for name, nb in sources.items()
+    }
     extra = sorted(
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
@@ -297,6 +304,7 @@ def open_course(
         isolation="bubblewrap" if sandbox else "NONE (--no-sandbox)",
         force=force,
         common=course_files(root, assignment, source_dir),
+        released=released,
     )
 
 
@@ -365,7 +373,7 @@ def prepare(course: Course, student: str) -> Plan:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             row.status, row.details = "invalid-notebook", [f"not graded: {type(exc).__name__}: {first[:200]}"]
             continue
-        row.details += restore_instructor_cells(nb, course.sources[name])
+        row.details += restore_instructor_cells(nb, course.released.get(name, course.sources[name]))
         row.details += _test_cell_notes(nb, course.test_cells[name])
         files[f"{prefix}{name}.ipynb"] = nbformat.writes(nb).encode()
         runnable.append(name)

@@ -236,6 +236,10 @@ def _meta(cell: NotebookNode) -> dict:
 def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str]:
     """Give every nbgrader cell of ``nb`` the instructor's metadata; return notes on what the student changed.
 
+    ``source`` is the notebook as released to students (``generate_assignment`` adds
+    checksums and cell types to the metadata), or the source notebook when the release
+    is not kept.
+
     nbgrader trusts a submission's cell metadata: a student who raises a test's points,
     marks their own cell as a test, or duplicates a grade id makes ``autograde`` fail
     or score the wrong thing. Here the source notebook decides: a cell whose grade id
@@ -263,11 +267,10 @@ def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str
             continue
         seen.add(grade_id)
         wanted = copy.deepcopy(own.metadata["nbgrader"])
+        # (the checksum is put back too, unremarked: nbgrader compares the cell's source with it and reports an edit)
         changed = sorted(k for k in set(wanted) | set(meta) if k != "checksum" and wanted.get(k) != meta.get(k))
         if changed:
             notes.append(f"the metadata of {grade_id} was edited ({', '.join(changed)}); the instructor's was used")
-        if "checksum" in meta and "checksum" in wanted and meta["checksum"] != wanted["checksum"]:
-            pass  # nbgrader compares the cell's source with this checksum and reports the edit itself
         cell.metadata["nbgrader"] = wanted
     return notes
 
