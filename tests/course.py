@@ -76,10 +76,19 @@ def make_course(parent: Path) -> Path:
 
 
 def answers(assignment: str, root: Path = ROOT) -> dict[str, str]:
-    """The instructor's solution cells (code and written), by grade_id."""
+    """The instructor's solution cells (code and written), by grade_id, as a student would write them: without
+    the ``### BEGIN/END SOLUTION`` lines (so the instructor's notebook is recognisable wherever it leaks)."""
     (path,) = (root / "solutions" / assignment).glob("*.ipynb")
     nb = nbformat.read(path, as_version=4)
-    return {meta(c)["grade_id"]: c.source for c in nb.cells if meta(c).get("solution")}
+    return {
+        meta(c)["grade_id"]: "\n".join(
+            line
+            for line in c.source.splitlines()
+            if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line
+        )
+        for c in nb.cells
+        if meta(c).get("solution")
+    }
 
 
 def work_on(path: Path, replaced: dict[str, str], drop: tuple[str, ...] = (), extra: list[str] = ()) -> None:

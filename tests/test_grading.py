@@ -406,15 +406,18 @@ def _grade_toy(tmp_path, answers: dict[str, str], tests: dict[str, str], setup: 
 
 @pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
 def test_a_call_that_ignores_interrupts_costs_only_its_own_check(tmp_path):
-    """The interrupted call never ends: its kernel is replaced (with the setup run again) and the next answer
-    is graded -- the interrupt request's own idle status must not pass for the call's."""
+    """The interrupted call never ends: its kernel is replaced -- the interrupt request's own idle status must not
+    pass for the call's -- and the notebook's earlier cells run again there, so the later answers are graded."""
+    earlier = "def h():\n    return 3"
     stubborn = (
         "import signal\ndef f():\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    while True:\n        pass"
     )
-    honest = "def g():\n    return math.sqrt(16)"
-    outputs = _grade_toy(tmp_path, {"f": stubborn, "g": honest}, {"t_f": "f()", "t_g": "assert g() == 4.0"}, timeout=5)
-    assert outputs[2] == ["CellTimeoutError"], outputs
-    assert outputs[3:] == [[], []], outputs  # g defined in the fresh kernel, with the setup's `math`; t_g passes
+    honest = "def g():\n    return math.sqrt(16) + h()"
+    answers = {"h": earlier, "f": stubborn, "g": honest}
+    tests = {"t_h": "assert h() == 3", "t_f": "f()", "t_g": "assert g() == 7.0"}
+    outputs = _grade_toy(tmp_path, answers, tests, timeout=5)
+    assert outputs[2] == [] and outputs[4] == ["CellTimeoutError"], outputs
+    assert outputs[5:] == [[], []], outputs  # g, with the setup's `math` and the earlier h, passes its check
 
 
 @pytest.mark.slow  # a sandboxed kernel under nbgrader's executor

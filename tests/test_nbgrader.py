@@ -262,7 +262,7 @@ HAND_GRADES = {
 # broken ps1 submissions next to the three students above: status in the driver's report, score
 BROKEN = {
     "dan_loop": ("timeout", 8),  # `while True` before linear_params: interrupted, that test 0
-    "erin_crash": ("kernel-died", 3),  # os._exit in linear_params: later cells run in a fresh kernel
+    "erin_crash": ("kernel-died", 8),  # os._exit in linear_params: a fresh kernel reruns the cells that ended
     "frank_import": ("errors", 2),  # count_params' cell raises on import: its test and both strategies 0
     "gina_tamper": ("errors", 8),  # wrong linear_params, its test edited to pass; test_top3 deleted
     "ivy_json": ("invalid-notebook", 0),  # not a notebook at all
@@ -349,7 +349,7 @@ ATTACKS = {
     "mal_patcher": ("policy", 0),  # input transformers, custom exception handler, showtraceback, patched torch/ftlab
     "mal_escape": ("graded", 10),  # honest answers, plus: reads/deletes course files, sockets, processes that linger
     "mal_limits": ("errors", 0),  # no work: floods output, fills memory and disk, forks
-    "mal_sigint": ("timeout", 8),  # linear_params ignores Ctrl-C inside the check; the answers after it count
+    "mal_sigint": ("timeout", 8),  # linear_params ignores Ctrl-C inside the check; the answers around it count
     "mal_metadata": ("graded", 10),  # honest answers; points raised, a test duplicated, a "bonus" test added
     "mal_reply": ("policy", 0),  # honest answers, but every reply forged: 600 MiB of garbage per check
     "mal_exchange_link": ("missing", 0),  # its inbound folder holds a link to the solution: collect skips it

@@ -174,7 +174,7 @@ class SandboxedExecute(RobustExecute):
     )
 
     _session: GraderSession | None = None
-    _setups: list[str] = []
+    _ran: list[str] = []  # the notebook's code cells that ran to the end in the kernel, in order
     _assessment: policy.Assessment | None = None
     _output_left, _output_dropped = 1 << 62, False  # set per cell in preprocess_cell
 
@@ -199,7 +199,8 @@ class SandboxedExecute(RobustExecute):
         source = self._source(resources)
         self._by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in source.cells}
         solutions = [c.source for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")]
-        setups = self._setups = [c.source for c in source.cells if _is_setup(c)]
+        setups = [c.source for c in source.cells if _is_setup(c)]
+        self._ran = []
         tests = [c.source for c in source.cells if _is_test(c)]
         self._guards = _guard_names(setups + tests)
         self._sandbox = None
@@ -230,20 +231,25 @@ class SandboxedExecute(RobustExecute):
         return km
 
     async def _async_fresh_kernel(self) -> None:
-        """A replaced kernel gets the instructor's setup again: later answers need its imports and data."""
+        """A replaced kernel gets the notebook's state back: the cells that ran to the end run again, in order.
+
+        The cell that hung or killed the kernel is not among them (it never ended), nor is a check's call
+        that did; answers further down are graded on their own merits, with the setup's imports and data
+        and the earlier answers they use. Outputs of the replay are dropped; it counts against the budget.
+        """
         await super()._async_fresh_kernel()
-        for setup in self._setups:
+        for source in self._ran:
+            left = min(self.timeout or 600, self._deadline - time.monotonic())
+            if left <= 0:
+                return
             try:
                 await self.kc.execute_interactive(
-                    setup,
-                    silent=True,
-                    store_history=False,
-                    allow_stdin=False,
-                    timeout=self.timeout or 600,
+                    source, silent=True, store_history=False, allow_stdin=False, timeout=left,
                     output_hook=lambda msg: None,
-                )
-            except Exception as exc:  # the later cells report what is missing
-                self.log.warning("The setup cell failed in the fresh kernel: %s", exc)
+                )  # fmt: skip
+            except Exception as exc:  # a replay that does not end: the later cells report what is missing
+                self.log.warning("Replaying the notebook in the fresh kernel stopped: %s", exc)
+                return
 
     async def async_start_new_kernel_client(self):
         kc = await super().async_start_new_kernel_client()
@@ -267,7 +273,13 @@ class SandboxedExecute(RobustExecute):
                 else:
                     self._run_test(cell, own.source, grade_id)
                 return cell, resources
-        return super().preprocess_cell(cell, resources, index)
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        ended = not any(
+            o.get("ename") in (KERNEL_DIED, CELL_TIMEOUT, NOTEBOOK_TIMEOUT) for o in cell.get("outputs", [])
+        )
+        if cell.cell_type == "code" and cell.source.strip() and ended:
+            self._ran.append(cell.source)
+        return cell, resources
 
     def _run_test(self, cell, source: str, label: str) -> None:
         timeout = self._get_timeout(cell) or 600
