@@ -30,6 +30,7 @@ import html
 import io
 import statistics
 import sys
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,10 @@ def read_class(assignment: str, root: str | Path = ".") -> ClassResults:
     root = Path(root).resolve()
     if not (root / "gradebook.db").is_file():
         raise GradingError(f"{root} has no gradebook.db: run it in the course root (or --root)")
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    from sqlalchemy.exc import SAWarning  # nbgrader's score properties warn about their own sessions
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)
         results = ClassResults(assignment, _questions(gb, root, assignment), _students(gb, assignment))
     by_id = {s.student: s for s in results.students}
     csv_path = root / "reports" / f"{assignment}.csv"

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 import webbrowser
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,10 +266,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run_cli(args: argparse.Namespace) -> int:
     """Print the summary; 0 when the notebook was graded (whatever it scored), 2 when it could not be."""
+    from sqlalchemy.exc import SAWarning  # nbgrader's gradebook warns about its own sessions: noise to a student
+
     try:
-        result = check(
-            args.path, course=args.course, out=args.out, fast=True if args.fast else None, sandbox=not args.no_sandbox
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SAWarning)
+            result = check(
+                args.path,
+                course=args.course,
+                out=args.out,
+                fast=True if args.fast else None,
+                sandbox=not args.no_sandbox,
+            )
     except (GradingError, OSError, ValueError) as exc:
         print(f"ftlab check: error: {exc}", file=sys.stderr)
         return 2
