@@ -202,7 +202,7 @@ def _draw_questions(ax, results: ClassResults) -> None:
             left = [a + b for a, b in zip(left, counts, strict=True)]
     ax.set_xlabel("students")
     ax.set_title("Points per question (* written, graded by a person)", loc="left", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4, fontsize=8, frameon=False)  # off the bars
     ax.xaxis.get_major_locator().set_params(integer=True)
 
 
@@ -220,7 +220,7 @@ def _draw_totals(ax, results: ClassResults) -> None:
 def _draw_statuses(ax, results: ClassResults) -> None:
     counts = results.statuses().most_common()
     names = [n for n, _ in counts][::-1]
-    colours = ["#2e8b57" if n == "graded" else "#c0392b" for n in names]
+    colours = ["#2e8b57" if n == "graded" else "#e0a800" if n == "errors" else "#c0392b" for n in names]
     ax.barh(names, [c for _, c in counts][::-1], color=colours)
     ax.set_xlabel("notebooks")
     ax.set_title("How grading went (reports/*.csv)", loc="left", fontsize=10)
@@ -232,14 +232,14 @@ def draw(results: ClassResults) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    height = max(3.2, 0.35 * len(results.questions) + 1.6)
+    height = max(3.6, 0.35 * len(results.questions) + 2.0)
     fig = Figure(figsize=(13, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.4, 1, 1]})
     _draw_questions(axes[0], results)
     _draw_totals(axes[1], results)
     _draw_statuses(axes[2], results)
-    fig.suptitle(f"{results.assignment}: {len(results.submitted())} submissions", fontsize=12)
+    fig.suptitle(f"{results.assignment}: {len(results.submitted())} submissions, {len(results.students)} students")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
