@@ -201,7 +201,8 @@ def _draw_questions(ax, results: ClassResults) -> None:
             ax.barh(labels, counts, left=left, color=colour, label=bucket)
             left = [a + b for a, b in zip(left, counts, strict=True)]
     ax.set_xlabel("students")
-    ax.set_title("Points per question (* written, graded by a person)", loc="left", fontsize=10)
+    written = " (* written, graded by a person)" if not all(q.auto for q in results.questions) else ""
+    ax.set_title(f"Points per question{written}", loc="left", fontsize=10)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4, fontsize=8, frameon=False)  # off the bars
     ax.xaxis.get_major_locator().set_params(integer=True)
 
@@ -282,7 +283,14 @@ def _stuck_rows(results: ClassResults, below: float) -> list[list]:
         failed = [q.grade_id for q in results.questions if q.auto and (s.auto_scores.get(q.grade_id) or 0) < q.points]
         status = ", ".join(s.statuses) or "–"
         rows.append(
-            [s.student, s.score, status, ", ".join(failed) or "–", s.timestamp or "–", "; ".join(s.details)[:200]]
+            [
+                s.student,
+                s.score,
+                status,
+                ", ".join(failed) or "–",
+                s.timestamp or "–",
+                "; ".join(d.split("; ")[0] for d in s.details)[:200],
+            ]
         )
     return rows
 
