@@ -43,9 +43,11 @@ c.ExchangeFactory.collect = "ftlab.grading.intake.SafeExchangeCollect"
 # A deleted test cell is put back (from the gradebook) and graded, not skipped.
 c.OverwriteCells.add_missing_cells = True
 
-# Feedback goes back to students: it must not show the hidden tests.
+# Feedback goes back to students: it must not show the hidden tests. FeedbackSummary puts the total,
+# the points per question and what to fix first (each failed check's message) at the top.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
+    "ftlab.grading.feedback.FeedbackSummary",
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -1,6 +1,7 @@
 """Command line: ``ftlab compare`` (the strategy comparison), ``ftlab grade`` (autograde a class),
-``ftlab collect`` (collect submissions without following links) and ``ftlab policy`` (a student's
-own-work check before submitting)."""
+``ftlab collect`` (collect submissions without following links), ``ftlab policy`` (a student's
+own-work check before submitting), ``ftlab check`` (a self-paced student grades their copy: a feedback
+page) and ``ftlab report`` (an instructor's overview of a graded assignment)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .grading.policy import build_parser as policy_parser
 
     policy_parser(p)
+    s = sub.add_parser("check", help="grade your copy of an exercise (full checks, sandboxed) into a feedback page")
+    from .grading.selfcheck import build_parser as check_parser
+
+    check_parser(s)
+    r = sub.add_parser("report", help="an assignment's graded class at a glance: reports/ASSIGNMENT.html and .png")
+    from .grading.report import build_parser as report_parser
+
+    report_parser(r)
     return parser
 
 
@@ -62,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .grading.policy import run_cli as run_policy
 
         return run_policy(args)
+    if args.command in ("check", "report"):
+        if extra:
+            build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+        from .grading import report, selfcheck
+
+        return (selfcheck if args.command == "check" else report).run_cli(args)
     if extra:
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     # compare() picks image or text defaults from the model it loads; these replace some of them.

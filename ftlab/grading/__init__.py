@@ -6,7 +6,10 @@
 * :mod:`.session`, :mod:`.kernel`, :mod:`.codec` -- the two sides of a check and the
   safe format between them (JSON + safetensors; nothing from a student is unpickled);
 * :mod:`.guards` -- library functions an exercise switches off (:func:`forbid`);
-* :mod:`.driver` -- ``ftlab grade``: a class, N submissions at a time, one report.
+* :mod:`.driver` -- ``ftlab grade``: a class, N submissions at a time, one report;
+* :mod:`.feedback`, :mod:`.feedback_page` -- feedback that explains: points per question, what to fix first;
+* :mod:`.selfcheck` -- ``ftlab check``: a self-paced student's copy graded by the same driver, into a page;
+* :mod:`.report` -- ``ftlab report``: a graded class at a glance (HTML + PNG).
 """
 
 from .checks import CheckFailed, expect, expect_close, expect_equal
