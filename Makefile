@@ -33,9 +33,10 @@ system-deps:
 demo: $(VENV)/.installed
 	$(BIN)/ftlab compare --seeds 3 --image-size 32 --max-per-class 100 --out runs/compare
 
+# Two workers, one test file each at a time (the class test's module fixture stays in one process).
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The edit-test loop: lint and every test except the slow ones (nbgrader runs, the hub, the cluster,
 # lesson execution, end-to-end compare runs). `make test` still runs everything.

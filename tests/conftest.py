@@ -1,0 +1,25 @@
+"""Test-session settings shared by every test file."""
+
+from __future__ import annotations
+
+# The longest files first: `make test` runs files on two workers (pytest-xdist, --dist loadfile), handing each
+# worker the next file as it frees up, so the long poles must start at once, not last.
+LONGEST_FIRST = [
+    "test_nbgrader.py",  # a whole class through nbgrader and `ftlab grade` (minutes)
+    "test_lessons.py",  # six lessons headless
+    "test_cluster.py",
+    "test_check_report.py",
+    "test_hub.py",
+    "test_grading.py",
+    "test_cli.py",
+]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the long files first; the order of tests within a file is kept."""
+
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=lambda pair: (rank(pair[1]), pair[0]))]
