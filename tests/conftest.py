@@ -7,6 +7,7 @@ from __future__ import annotations
 LONGEST_FIRST = [
     "test_nbgrader.py",  # a whole class through nbgrader and `ftlab grade` (minutes)
     "test_lessons.py",  # six lessons headless
+    "test_exercises.py",  # nbgrader validate on every notebook
     "test_cluster.py",
     "test_check_report.py",
     "test_hub.py",

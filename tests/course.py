@@ -19,6 +19,29 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+# assignment -> (notebook, total points)
+ASSIGNMENTS = {
+    "ps1_parameters": ("parameters", 10),
+    "ps2_layerwise_lr": ("layerwise_lr", 10),
+    "ps3_freezing": ("freezing", 12),
+    "ps4_bert_head": ("bert_head", 10),
+    "ps5_finetune": ("finetune", 10),
+    "ps6_strategy_choice": ("strategy_choice", 10),
+    "ps7_domain_shift": ("domain_shift", 10),
+    "ps8_minilm_polarity": ("minilm_polarity", 10),
+}
+TRAINING = {"ps5_finetune", "ps7_domain_shift", "ps8_minilm_polarity"}  # train a network: FAST settings, long timeouts
+# the written answers, graded by hand: grade_id -> (assignment, points)
+WRITTEN = {
+    "why_smaller_lr": ("ps2_layerwise_lr", 3),
+    "which_layers_first": ("ps3_freezing", 2),
+    "risk_unfreezing_too_many": ("ps3_freezing", 2),
+    "justify_strategy": ("ps6_strategy_choice", 4),
+    "interpretation": ("ps7_domain_shift", 3),
+    "phrases_answer": ("ps8_minilm_polarity", 2),
+}
+
+
 def env(**extra: str) -> dict[str, str]:
     """The environment nbgrader and ``ftlab grade`` run in: this venv's scripts first, small settings."""
     out = dict(os.environ)
@@ -63,6 +86,14 @@ def report(path: Path) -> dict[str, dict]:
 
 def meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
+
+
+def notebooks(folder: str) -> dict[str, nbformat.NotebookNode]:
+    return {p.parent.name: nbformat.read(p, as_version=4) for p in sorted((ROOT / folder).glob("*/*.ipynb"))}
+
+
+def is_test(cell) -> bool:
+    return cell.cell_type == "code" and meta(cell).get("grade") and not meta(cell).get("solution")
 
 
 def make_course(parent: Path) -> Path:

@@ -32,7 +32,10 @@ def functions(path: Path):
     source = path.read_text()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield f"{path.relative_to(LIBRARY).with_suffix('').as_posix().replace('/', '.')}.{node.name}", code_lines(source.splitlines(), node)
+            yield (
+                f"{path.relative_to(LIBRARY).with_suffix('').as_posix().replace('/', '.')}.{node.name}",
+                code_lines(source.splitlines(), node),
+            )
 
 
 MODULES = sorted(LIBRARY.rglob("*.py"))

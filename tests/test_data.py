@@ -111,8 +111,9 @@ def test_digits_train_a_pretrained_model_batch():
     from ftlab.models import load_pretrained
 
     model = load_pretrained(num_classes=10, pretrained=False)
-    splits = load_dataset("digits", preprocess=ImagePreprocess(32, model.preprocess.mean, model.preprocess.std),
-                          max_per_class=5)
+    splits = load_dataset(
+        "digits", preprocess=ImagePreprocess(32, model.preprocess.mean, model.preprocess.std), max_per_class=5
+    )
     splits.check_model(model)
     x, y = next(iter(DataLoader(splits.train, batch_size=8)))
     assert model(x).shape == (8, 10) and y.dtype == torch.long
@@ -270,8 +271,12 @@ def test_cifar10_from_its_pickles(tmp_path, md5_checks_skipped):
 
 
 def test_missing_files_say_what_to_download(tmp_path):
-    for name, folder in (("cifar10", "cifar-10-batches-py"), ("oxford_pets", "oxford-iiit-pet"),
-                         ("eurosat", "eurosat"), ("flowers102", "flowers-102")):
+    for name, folder in (
+        ("cifar10", "cifar-10-batches-py"),
+        ("oxford_pets", "oxford-iiit-pet"),
+        ("eurosat", "eurosat"),
+        ("flowers102", "flowers-102"),
+    ):
         with pytest.raises(FileNotFoundError) as err:
             load_dataset(name, root=tmp_path)
         msg = str(err.value)
@@ -318,8 +323,9 @@ def test_flowers102_from_its_files_with_the_official_splits(tmp_path, md5_checks
     for image_id, label in enumerate(labels, 1):
         write_jpeg(base / "jpg" / f"image_{image_id:05d}.jpg", COLOURS[label - 1])
     scipy.io.savemat(base / "imagelabels.mat", {"labels": np.array(labels)})
-    scipy.io.savemat(base / "setid.mat", {"trnid": np.arange(1, 7), "valid": np.arange(7, 13),
-                                          "tstid": np.arange(13, 19)})
+    scipy.io.savemat(
+        base / "setid.mat", {"trnid": np.arange(1, 7), "valid": np.arange(7, 13), "tstid": np.arange(13, 19)}
+    )
     splits = load_dataset("flowers102", root=tmp_path, preprocess=SMALL)
     assert splits.num_classes == 102 and splits.classes[0] == "pink primrose"
     assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 6, 6)

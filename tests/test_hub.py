@@ -187,30 +187,30 @@ def _write_configs(base: Path, course: Path, exchange: Path, admin_token: str, p
     config.write_text(
         f"""
 c = get_config()
-load_subconfig({str(DEPLOY / 'jupyterhub_config.py')!r})  # the configuration an instructor deploys
+load_subconfig({str(DEPLOY / "jupyterhub_config.py")!r})  # the configuration an instructor deploys
 
 # What a test machine changes: who logs in, how servers start, where things live.
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = {password!r}
 c.JupyterHub.spawner_class = "localprocess"  # switches to the student's account, like systemd's spawner
-c.Spawner.cmd = [{str(BIN / 'jupyterhub-singleuser')!r}]
+c.Spawner.cmd = [{str(BIN / "jupyterhub-singleuser")!r}]
 c.Spawner.environment = {{**c.Spawner.environment, **{env!r}}}
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
-c.JupyterHub.bind_url = "http://127.0.0.1:{ports['hub']}"
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:{ports['internal']}"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{ports['proxy_api']}"
-c.JupyterHub.db_url = "sqlite:///{base / 'hub.sqlite'}"
-c.JupyterHub.cookie_secret_file = "{base / 'cookie_secret'}"
-c.ConfigurableHTTPProxy.pid_file = "{base / 'proxy.pid'}"
+c.JupyterHub.bind_url = "http://127.0.0.1:{ports["hub"]}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{ports["internal"]}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{ports["proxy_api"]}"
+c.JupyterHub.db_url = "sqlite:///{base / "hub.sqlite"}"
+c.JupyterHub.cookie_secret_file = "{base / "cookie_secret"}"
+c.ConfigurableHTTPProxy.pid_file = "{base / "proxy.pid"}"
 
 service = c.JupyterHub.services[0]
 grader = service["user"]
 service.update(
     user={GRADER!r},
     cwd={str(course)!r},
-    url="http://127.0.0.1:{ports['service']}",
-    command=[{str(BIN / 'jupyterhub-singleuser')!r}, "--port={ports['service']}", "--ServerApp.root_dir={course}"],
+    url="http://127.0.0.1:{ports["service"]}",
+    command=[{str(BIN / "jupyterhub-singleuser")!r}, "--port={ports["service"]}", "--ServerApp.root_dir={course}"],
     environment={{**service.get("environment", {{}}), **{env!r}}},
 )
 formgrade = c.JupyterHub.load_groups["formgrade-{COURSE_ID}"]["users"]
@@ -362,7 +362,12 @@ def test_class_releases_submits_collects_and_grades_through_the_hub(hub: Hub):
         hub.start_server(student)
         listed = _assignments(hub, student, token)
         assert [(a["assignment_id"], a["status"]) for a in listed] == [(ASSIGNMENT, "released")], listed
-        r = hub.api("POST", f"/user/{student}/assignments/fetch", token, params={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        r = hub.api(
+            "POST",
+            f"/user/{student}/assignments/fetch",
+            token,
+            params={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT},
+        )
         assert r.status_code == 200, r.text
         path = f"/user/{student}/api/contents/{COURSE_ID}/{ASSIGNMENT}/{NOTEBOOK}"
         r = hub.api("GET", path, token, params={"content": 1})
@@ -370,7 +375,12 @@ def test_class_releases_submits_collects_and_grades_through_the_hub(hub: Hub):
         nb = _answered(r.json()["content"], solved[student])
         r = hub.api("PUT", path, token, json={"type": "notebook", "format": "json", "content": nb})
         assert r.status_code == 200, r.text
-        r = hub.api("POST", f"/user/{student}/assignments/submit", token, params={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT})
+        r = hub.api(
+            "POST",
+            f"/user/{student}/assignments/submit",
+            token,
+            params={"course_id": COURSE_ID, "assignment_id": ASSIGNMENT},
+        )
         assert r.status_code == 200 and "submitted" in {a["status"] for a in r.json()["value"]}, r.text[:2000]
 
     # Behind the hub, a student reaches only their own server: not another's, not the other's files.

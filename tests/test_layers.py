@@ -23,8 +23,15 @@ from ftlab.layers import (
 
 
 def tiny_bert_config(**kw):
-    return BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=64, **kw)
+    return BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        **kw,
+    )
 
 
 def assert_partition(model, groups):
@@ -110,8 +117,11 @@ def test_torchvision_resnet_and_features_models():
     groups = layer_groups(resnet)
     assert [g.name for g in groups] == ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
     assert_partition(resnet, groups)
-    for ctor in (torchvision.models.efficientnet_b0, torchvision.models.mobilenet_v3_small,
-                 torchvision.models.mobilenet_v2):
+    for ctor in (
+        torchvision.models.efficientnet_b0,
+        torchvision.models.mobilenet_v3_small,
+        torchvision.models.mobilenet_v2,
+    ):
         m = ctor(weights=None)
         groups = layer_groups(m)
         assert groups[-1].name == "classifier" and groups[0].name == "features.0"

@@ -295,8 +295,9 @@ def test_text_model_default_head_has_two_labels(no_network):
 
 def _hf_cache_with_tiny_bert(cache_dir, repo_id="google-bert/bert-base-uncased"):
     """The Hugging Face hub cache layout (models--org--name/refs/main -> snapshots/<commit>/)."""
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64)
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64
+    )
     torch.manual_seed(0)
     model = BertForPreTraining(config)  # what bert-base-uncased's checkpoint is: encoder + pre-training heads
     repo = cache_dir / f"models--{repo_id.replace('/', '--')}"

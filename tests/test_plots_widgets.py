@@ -37,7 +37,10 @@ def _close_figures():
 def tiny_cnn():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.Flatten(),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        nn.Flatten(),
         nn.Linear(6 * 4 * 4, 3),
     )
 
@@ -184,13 +187,17 @@ def test_layerwise_lr_explorer_recomputes_on_every_slider():
     assert np.allclose(ex.fig.axes[0].lines[0].get_ydata(), ex.lrs) and ex.fig.axes[0].get_yscale() == "log"
 
     ax = ex.fig.axes[0]
-    steep = np.ptp((ax.transData + ax.transAxes.inverted()).transform(np.c_[[1, 4], ax.lines[0].get_ydata()[[0, -1]]])[:, 1])
+    steep = np.ptp(
+        (ax.transData + ax.transAxes.inverted()).transform(np.c_[[1, 4], ax.lines[0].get_ydata()[[0, -1]]])[:, 1]
+    )
     ex.controls["gamma"].value = 0.5
     assert ex.lrs == pytest.approx([1.25e-4, 2.5e-4, 5e-4, 1e-3])
     # A fixed y range: the slope shows (fitted to the data, γ = 0.1 and 0.5 filled the same height)
     ax = ex.fig.axes[0]
     assert ax.get_ylim() == pytest.approx(LayerwiseLRExplorer.YLIM)
-    shallow = np.ptp((ax.transData + ax.transAxes.inverted()).transform(np.c_[[1, 4], ax.lines[0].get_ydata()[[0, -1]]])[:, 1])
+    shallow = np.ptp(
+        (ax.transData + ax.transAxes.inverted()).transform(np.c_[[1, 4], ax.lines[0].get_ydata()[[0, -1]]])[:, 1]
+    )
     assert steep > 2.5 * shallow
     ex.controls["depth"].value = 6
     assert len(ex.lrs) == 6 and ex.lrs[0] == pytest.approx(1e-3 * 0.5**5)
