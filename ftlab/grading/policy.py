@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from nbformat.notebooknode import NotebookNode
 
-__all__ = ["Finding", "Assessment", "forbidden_names", "protected_checks", "student_cells", "scan", "assess", "main"]
+__all__ = ["Finding", "Assessment", "protected_checks", "student_cells", "scan", "assess", "check_notebook", "main"]
 
 HATCH_CALLS = {
     "eval",
@@ -203,11 +203,6 @@ def _call_name(node: ast.AST) -> str | None:
         func = node.func
         return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
     return None
-
-
-def forbidden_names(source: NotebookNode) -> list[str]:
-    """Every dotted name the instructor's setup and test cells forbid."""
-    return sorted({n for blocks in protected_checks(source).values() for _, names in blocks for n in names})
 
 
 def protected_checks(source: NotebookNode) -> dict[str, list[tuple[set[str], list[str]]]]:
