@@ -101,17 +101,12 @@ def read_regular_file(path: str | Path, max_bytes: int, dir_fd: int | None = Non
     dir_fd_owned = _open_dir(list(parts[:-1]), dir_fd)
     name = parts[-1]
     try:
-        try:
-            info = os.lstat(name, dir_fd=dir_fd_owned)
-        except FileNotFoundError:
-            raise
+        info = os.lstat(name, dir_fd=dir_fd_owned)
         if not stat.S_ISREG(info.st_mode):
             raise UnsafeFile(errno.EINVAL, f"{name} is {_describe(info.st_mode)}")
         fd = os.open(name, _NOFOLLOW, dir_fd=dir_fd_owned)
     except OSError as exc:
-        if isinstance(exc, UnsafeFile | FileNotFoundError):
-            raise
-        if exc.errno == errno.ELOOP:
+        if exc.errno == errno.ELOOP and not isinstance(exc, UnsafeFile):  # swapped for a link after the lstat
             raise UnsafeFile(exc.errno, f"{name} is a symbolic link") from None
         raise
     finally:

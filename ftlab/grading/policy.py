@@ -365,16 +365,6 @@ class _Scanner(ast.NodeVisitor):
         return module.split(".")[0] in self.libraries
 
     # scopes: decorators and defaults run where the function is defined, its body later
-    def _scope(self, node: ast.AST, name: str | None) -> None:
-        saved = self._function
-        self._function = name if self._depth == 0 else saved
-        self._depth += 1
-        for child in ast.iter_child_nodes(node):
-            if child not in getattr(node, "decorator_list", []):
-                self.visit(child)
-        self._depth -= 1
-        self._function = saved
-
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
         for outer in [*node.decorator_list, *node.args.defaults, *[d for d in node.args.kw_defaults if d]]:
             self.visit(outer)
