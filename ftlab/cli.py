@@ -1,7 +1,7 @@
 """Command line: ``ftlab compare`` (the strategy comparison), ``ftlab grade`` (autograde a class),
 ``ftlab collect`` (collect submissions without following links), ``ftlab policy`` (a student's
 own-work check before submitting), ``ftlab check`` (a self-paced student grades their copy: a feedback
-page) and ``ftlab report`` (an instructor's overview of a graded assignment)."""
+page), ``ftlab serve`` (the grading service: graded on submit) and ``ftlab report`` (an instructor's overview of a graded assignment)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .grading.report import build_parser as report_parser
 
     report_parser(r)
+    v = sub.add_parser("serve", help="the grading service: grade each submission on submit, release its feedback")
+    from .grading.service import build_parser as serve_parser
+
+    serve_parser(v)
     return parser
 
 
@@ -67,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .grading.intake import collect
 
         return collect(args.assignment, extra)
+    if args.command == "serve":
+        if extra:
+            build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+        from .grading.service import run_cli as run_serve
+
+        return run_serve(args)
     if args.command == "policy":
         from .grading.policy import run_cli as run_policy
 

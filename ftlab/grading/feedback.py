@@ -158,3 +158,31 @@ class FeedbackSummary(NbGraderPreprocessor):
         cell.metadata["tags"] = [SUMMARY_TAG]
         nb.cells.insert(0, cell)
         return nb, resources
+
+
+HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
+
+
+class HiddenChecksPassFail(NbGraderPreprocessor):
+    """In feedback, a test cell with hidden checks shows only "passed" or "failed: <message>".
+
+    ``ClearHiddenTests`` removes the hidden tests' source, but not the cell's outputs: an
+    error's traceback quotes the failing line -- the hidden test itself, expected values
+    included. The check's message (:mod:`.checks`: with ``hidden=True`` it names what
+    failed, never the values) is what the student may see. Put it before
+    ``ClearHiddenTests`` (which removes the marker it looks for); ``ftlab serve`` does.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        for cell in nb.cells:
+            meta = _meta(cell)
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            if HIDDEN_MARK not in cell.source:
+                continue
+            message = first_error(cell)
+            score, points = meta.get("score"), meta.get("points", 0)
+            passed = not message and (score is None or score >= points)
+            text = "passed\n" if passed else f"failed: {message or 'no points'}\n"
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        return nb, resources

@@ -1,0 +1,304 @@
+"""``ftlab serve``: the course's grading service -- every submission graded, and its feedback released, on submit.
+
+    ftlab serve --course /home/grader-ftlab --jobs 2        # run by JupyterHub as a managed service
+    ftlab serve --once                                     # grade what is waiting, then exit
+
+The instructor turns it on per assignment in ``grading_service.toml``
+(:mod:`.service_settings`: attempt limits, hidden checks, late rule). The service polls
+the exchange's inbound folder (``{exchange}/{course}/inbound/{student}+{assignment}+{timestamp}+{random}``):
+polling survives a restarted exchange, NFS and a service that was down, where file
+events would not. Each folder there is hostile: a name that is not exactly nbgrader's,
+anything that is not a plain folder, or -- with ``check_owner`` -- a folder not owned
+by the account it names is ignored with a log line, and nothing in it is followed.
+
+What was submitted waits in an on-disk queue (:mod:`.queue`): the newest submission per
+student wins, students are served oldest-waiting first, and a submission leaves the
+queue only once its feedback is released; a restarted service grades again what was in
+flight. A grading that fails (an exception, nbgrader failing) is tried once more; a
+second failure releases a page saying grading failed and that the instructor was told,
+and appends to ``service/failures.log``. Over the attempt limits, the submission is not
+graded and its feedback says when the next attempt can be.
+
+Grading one submission (:class:`~.service_grader.NbgraderGrader`) is ``ftlab grade`` for one student:
+the accepted files only (:func:`~.intake.read_submission`, never a copy of the folder),
+graded in the sandbox by the driver's jobs (``--jobs N`` here or ``--scheduler`` on a
+Dask cluster), merged by :func:`~.driver.finish` (hand grades kept), then
+``generate_feedback`` for that student and release to that submission alone
+(:mod:`.release`). The gradebook follows nbgrader's deadline (the assignment's
+``duedate``): a late submission gets feedback, but under the default ``keep-on-time``
+rule it is graded against a throw-away copy of the gradebook, so the last on-time grade
+stands -- and ``submitted/`` keeps the on-time files, so a later ``ftlab grade`` agrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pwd
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from .queue import Queue, StudentState, Submission, attempt_refusal, parse_inbound_name
+from .service_settings import AssignmentRules, SettingsError, load_settings
+
+__all__ = ["Work", "Grader", "GradingService", "course_duedate", "exchange_location", "main"]
+
+MAX_TRIES = 2  # a failed grading is tried once more, then reported
+
+
+@dataclasses.dataclass
+class Work:
+    """A submission in flight, with its student's queue state and its assignment's rules."""
+
+    state: StudentState
+    rules: AssignmentRules
+    sub: Submission  # the state's in-flight submission when the batch was taken
+
+
+class Grader(Protocol):
+    def grade(self, batch: list[Work]) -> dict[str, str | None]:
+        """Grade and release feedback for each; submission name -> None (released) or why it failed."""
+
+    def notify(self, work: Work, title: str, message: str) -> None:
+        """Release a page (not a grade) to that submission: over the limit, or grading failed."""
+
+
+class GradingService:
+    """The loop: take in new submissions, grade a fair batch, record what happened -- state on disk throughout."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        grader: Grader,
+        inbound: str | Path,
+        jobs: int = 1,
+        log: Callable[[str], None] = print,
+        duedate: Callable[[str], float | None] | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.grader, self.inbound, self.jobs, self.log = grader, Path(inbound), jobs, log
+        self.queue = Queue(self.root)
+        self.settings = load_settings(self.root)  # a broken file stops the start: the instructor sees it at once
+        self.duedate = duedate or (lambda assignment: course_duedate(self.root, assignment))
+        self._ignored: set[str] = set()
+
+    def _reload(self) -> None:
+        try:
+            self.settings = load_settings(self.root)
+        except SettingsError as exc:  # an edit gone wrong while running: keep grading with the last good settings
+            self._once(f"settings: {exc}", f"settings error (keeping the previous settings): {exc}")
+
+    def _once(self, key: str, line: str) -> None:
+        if key not in self._ignored:
+            self._ignored.add(key)
+            self.log(line)
+
+    def _owner_ok(self, student: str, uid: int) -> bool:
+        if not self.settings.check_owner:
+            return True
+        try:
+            return pwd.getpwuid(uid).pw_name == student
+        except KeyError:
+            return False
+
+    def scan(self) -> int:
+        """Take in the inbound folder's new submissions; how many were new."""
+        self._reload()
+        if self.inbound.is_symlink() or not self.inbound.is_dir():
+            self._once(f"inbound {self.inbound}", f"no inbound folder at {self.inbound} (or it is a link): waiting")
+            return 0
+        dues: dict[str, float | None] = {}
+        new = 0
+        for entry in sorted(os.scandir(self.inbound), key=lambda e: e.name):
+            parsed = parse_inbound_name(entry.name)
+            if parsed is None:
+                self._once(entry.name, f"ignored inbound/{entry.name!r}: not a submission name")
+                continue
+            student, assignment = parsed
+            rules = self.settings.rules(assignment)
+            if rules is None:
+                continue  # not graded on submit: collected and graded by the instructor as before
+            info = entry.stat(follow_symlinks=False)
+            if not entry.is_dir(follow_symlinks=False):
+                self._once(entry.name, f"ignored inbound/{entry.name}: not a folder (a link or a file)")
+                continue
+            if not self._owner_ok(student, info.st_uid):
+                self._once(entry.name, f"ignored inbound/{entry.name}: not owned by {student}")
+                continue
+            if assignment not in dues:
+                dues[assignment] = self.duedate(assignment)
+            due = dues[assignment]
+            sub = Submission(entry.name, student, assignment, info.st_ctime, due is not None and info.st_ctime > due)
+            if self.queue.add(sub, keep_on_time=rules.late == "keep-on-time"):
+                new += 1
+                self.log(f"queued {entry.name}{' (late)' if sub.late else ''}")
+        return new
+
+    def _refuse_over_limit(self, work: Work) -> bool:
+        """True when the submission is over the attempt limits: its page is released and it leaves the queue."""
+        state, rules = work.state, work.rules
+        others = [a for a in state.attempts if a[0] != work.sub.name]
+        why = attempt_refusal(others, work.sub.received, rules.attempts_per_hour, rules.attempts_per_day)
+        if why is None:
+            return False
+        self.grader.notify(work, "Not graded: attempt limit reached", why)
+        self.queue.done(state, "not graded: attempt limit")
+        self.log(f"not graded (attempt limit): {work.sub.name}")
+        return True
+
+    def _failed(self, work: Work, why: str) -> None:
+        tries = self.queue.failed(work.state, why)
+        if tries < MAX_TRIES:
+            self.log(f"grading failed, trying once more: {work.sub.name}: {why}")
+            self.queue.retry(work.state)
+            return
+        self.log(f"grading failed twice, reported: {work.sub.name}: {why}")
+        with open(self.root / "service" / "failures.log", "a") as fh:
+            fh.write(f"{datetime.now(UTC).isoformat()} {work.sub.name}: {why}\n")
+        try:
+            self.grader.notify(
+                work,
+                "Grading failed",
+                "Your submission could not be graded (twice). Your instructor has been told and will look at it; "
+                "you do not need to submit again.",
+            )
+        except Exception as exc:  # the page could not be released: the instructor's log says so
+            self.log(f"could not tell the student of {work.sub.name}: {exc!r}")
+        self.queue.done(work.state, f"grading failed twice; reported: {why}")
+
+    def step(self) -> int:
+        """Grade one batch (up to ``jobs`` students, longest waiting first); how many submissions it answered."""
+        batch = [
+            Work(s, self.settings.rules(s.assignment) or AssignmentRules(), s.in_flight)
+            for s in self.queue.next_batch(self.jobs)
+        ]
+        to_grade = []
+        for work in batch:
+            try:
+                if self._refuse_over_limit(work):
+                    continue
+            except Exception as exc:
+                self._failed(work, f"could not release the attempt-limit page: {exc!r}")
+                continue
+            self.queue.count_attempt(work.state)
+            to_grade.append(work)
+        try:
+            errors = self.grader.grade(to_grade) if to_grade else {}
+        except Exception as exc:  # the grader itself broke: every submission of the batch failed
+            errors = {w.sub.name: f"{type(exc).__name__}: {exc}" for w in to_grade}
+        for work in to_grade:
+            why = errors.get(work.sub.name, "the grader returned no outcome")
+            if why is None:
+                self.queue.done(work.state, "graded; feedback released")
+                self.log(f"graded, feedback released: {work.sub.name}")
+            else:
+                self._failed(work, why)
+        self._write_status()
+        return len(batch)
+
+    def _write_status(self) -> None:
+        """``service/status.json``: what waits and what failed, for the instructor (and monitoring)."""
+        states = self.queue.states()
+        status = {
+            "updated": datetime.now(UTC).isoformat(),
+            "waiting": sorted(p.name for s in states for p in s.pending),
+            "in_flight": sorted(s.in_flight.name for s in states if s.in_flight),
+        }
+        path = self.root / "service" / "status.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(status, indent=1))
+
+    def run_once(self) -> None:
+        """Grade everything waiting (what a killed service left in flight first), then return."""
+        for state in self.queue.recover():
+            self.log(f"grading again after a restart: {state.pending[0].name}")
+        self.scan()
+        while self.step():
+            self.scan()
+
+    def serve(self, poll: float = 5.0) -> None:
+        """Run until killed: every ``poll`` seconds, take in and grade what arrived."""
+        self.log(f"ftlab serve: watching {self.inbound}, {self.jobs} at a time")
+        self.run_once()
+        while True:
+            time.sleep(poll)
+            self.run_once()
+
+
+def course_duedate(root: Path, assignment: str) -> float | None:
+    """The assignment's due date (nbgrader's gradebook, UTC) in seconds since the epoch; None when it has none."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        try:
+            due = gb.find_assignment(assignment).duedate
+        except MissingEntry:
+            return None
+    return None if due is None else due.replace(tzinfo=UTC).timestamp()
+
+
+def exchange_location(root: Path) -> tuple[Path, str]:
+    """(exchange root, course id) as the course's nbgrader sees them: system-wide config, then the course's."""
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = Config()
+    for folder in [*reversed(jupyter_config_path()), str(root)]:
+        if (Path(folder) / "nbgrader_config.py").is_file():
+            config.merge(PyFileConfigLoader("nbgrader_config.py", path=folder).load_config())
+    exchange = config.get("Exchange", {}).get("root", "/srv/nbgrader/exchange")
+    course_id = config.get("CourseDirectory", {}).get("course_id", "")
+    if not course_id:
+        raise SettingsError("no CourseDirectory.course_id in the course's nbgrader_config.py")
+    return Path(exchange), course_id
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="ftlab serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--course", default=".", help="course root (default: current directory)")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once, each in its own sandbox")
+    parser.add_argument("--scheduler", help="Dask scheduler address: grade on the cluster's workers")
+    parser.add_argument("--once", action="store_true", help="grade what is waiting, then exit")
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between looks at the inbound folder")
+    parser.add_argument("--exchange", help="exchange root (default: nbgrader's Exchange.root from the config)")
+    return parser
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    def log(line: str) -> None:
+        print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {line}", file=sys.stderr, flush=True)
+
+    from .protocol import GradingError
+    from .service_grader import NbgraderGrader
+
+    try:
+        if args.poll <= 0:
+            raise ValueError(f"--poll must be a positive number of seconds, got {args.poll}")
+        root = Path(args.course).resolve()
+        exchange, course_id = exchange_location(root)
+        if args.exchange:
+            exchange = Path(args.exchange)
+        grader = NbgraderGrader(root, exchange / course_id, args.jobs, args.scheduler, log)
+        service = GradingService(root, grader, exchange / course_id / "inbound", args.jobs, log)
+        service.run_once() if args.once else service.serve(args.poll)
+    except (GradingError, SettingsError, ValueError, OSError) as exc:
+        print(f"ftlab serve: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""``ftlab serve``: the grading service's queue, limits, restarts and failures (fake graders), and one real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ftlab.grading.feedback import HiddenChecksPassFail
+from ftlab.grading.queue import Queue, Submission, attempt_refusal, parse_inbound_name
+from ftlab.grading.release import release
+from ftlab.grading.service import GradingService
+from ftlab.grading.service_settings import SettingsError, parse_settings
+
+ASSIGNMENT = "toy"
+SETTINGS = """
+[service]
+check_owner = false
+
+[assignments.toy]
+attempts_per_hour = {per_hour}
+attempts_per_day = 50
+"""
+
+
+class Killed(BaseException):
+    """The service process dies mid-grade (nothing after this line of the service runs)."""
+
+
+class FakeGrader:
+    """Records what it grades and the pages it releases; fails as told."""
+
+    def __init__(self, fail: dict[str, int] | None = None, kill: bool = False) -> None:
+        self.graded: list[str] = []  # submission names, in order
+        self.pages: list[tuple[str, str, str]] = []  # (name, title, message)
+        self.fail = dict(fail or {})  # student -> times to fail
+        self.kill = kill
+
+    def grade(self, batch):
+        if self.kill:
+            raise Killed()
+        out = {}
+        for work in batch:
+            self.graded.append(work.sub.name)
+            left = self.fail.get(work.sub.student, 0)
+            if left:
+                self.fail[work.sub.student] = left - 1
+                out[work.sub.name] = "nbgrader exited with 1"
+            else:
+                out[work.sub.name] = None
+        return out
+
+    def notify(self, work, title, message):
+        self.pages.append((work.sub.name, title, message))
+
+
+def _stamp(offset: float = 0.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset)).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def _submit(inbound: Path, student: str, assignment: str = ASSIGNMENT) -> str:
+    """A submission folder as ``nbgrader submit`` leaves it in the exchange."""
+    name = f"{student}+{assignment}+{_stamp()}+{secrets.token_urlsafe(6)}"
+    folder = inbound / name
+    folder.mkdir(parents=True)
+    (folder / "submission_secret.txt").write_text(secrets.token_hex(64))
+    (folder / "timestamp.txt").write_text(name.split("+")[2])
+    time.sleep(0.01)  # receipt times (ctimes) strictly ordered
+    return name
+
+
+def _service(tmp_path: Path, grader, per_hour: int | str = 10, jobs: int = 1, due: float | None = None, log=None):
+    course = tmp_path / "course"
+    course.mkdir(exist_ok=True)
+    limit = f'"{per_hour}"' if isinstance(per_hour, str) else per_hour
+    (course / "grading_service.toml").write_text(SETTINGS.format(per_hour=limit))
+    lines = log if log is not None else []
+    service = GradingService(
+        course, grader, tmp_path / "inbound", jobs=jobs, log=lines.append, duedate=lambda assignment: due
+    )
+    return service
+
+
+def test_newest_submission_per_student_wins(tmp_path):
+    grader = FakeGrader()
+    service = _service(tmp_path, grader)
+    inbound = tmp_path / "inbound"
+    first, second, newest = (_submit(inbound, "alice") for _ in range(3))
+    bob = _submit(inbound, "bob")
+    service.run_once()
+    assert sorted(grader.graded) == sorted([newest, bob])  # alice's two older ones never graded
+    state = service.queue.load(ASSIGNMENT, "alice")
+    assert {h["name"]: h["outcome"] for h in state.history}[first] == "superseded"
+    assert {h["name"]: h["outcome"] for h in state.history}[second] == "superseded"
+    assert state.pending == [] and state.in_flight is None
+    service.run_once()  # nothing is taken in twice
+    assert len(grader.graded) == 2
+
+
+def test_late_submission_does_not_push_out_the_on_time_one_waiting(tmp_path):
+    queue = Queue(tmp_path)
+    on_time = Submission("a+toy+1", "alice", ASSIGNMENT, 100.0, late=False)
+    late = Submission("a+toy+2", "alice", ASSIGNMENT, 200.0, late=True)
+    later = Submission("a+toy+3", "alice", ASSIGNMENT, 300.0, late=True)
+    for sub in (on_time, late, later):
+        queue.add(sub, keep_on_time=True)
+    assert [p.name for p in queue.load(ASSIGNMENT, "alice").pending] == [on_time.name, later.name]
+    other = Queue(tmp_path / "penalty")
+    for sub in (on_time, late):
+        other.add(sub, keep_on_time=False)
+    assert [p.name for p in other.load(ASSIGNMENT, "alice").pending] == [late.name]
+
+
+def test_students_are_served_longest_waiting_first(tmp_path):
+    queue = Queue(tmp_path)
+    for i, (student, now) in enumerate([("carol", 30.0), ("alice", 10.0), ("bob", 20.0)]):
+        queue.add(Submission(f"{student}+toy+{i}", student, ASSIGNMENT, now), now=now)
+    # alice submits again while waiting: her place is kept, she gets no second slot
+    queue.add(Submission("alice+toy+9", "alice", ASSIGNMENT, 40.0), now=40.0)
+    (first,) = queue.next_batch(1)
+    assert first.student == "alice" and first.in_flight.name == "alice+toy+9"
+    queue.done(first, "graded", now=50.0)
+    queue.add(Submission("alice+toy+10", "alice", ASSIGNMENT, 60.0), now=60.0)  # back of the line
+    assert [s.student for s in queue.next_batch(3)] == ["bob", "carol", "alice"]
+
+
+def test_service_grades_fairly_across_students(tmp_path):
+    grader = FakeGrader()
+    service = _service(tmp_path, grader)
+    inbound = tmp_path / "inbound"
+    order = [_submit(inbound, s) for s in ("alice", "bob", "carol")]
+    service.scan()
+    service.step()
+    again = _submit(inbound, "alice")  # alice, just graded, submits again: she waits behind bob and carol
+    service.run_once()
+    assert grader.graded == [order[0], order[1], order[2], again]
+
+
+def test_restart_mid_grade_loses_nothing(tmp_path):
+    inbound = tmp_path / "inbound"
+    names = [_submit(inbound, s) for s in ("alice", "bob")]
+    dying = _service(tmp_path, FakeGrader(kill=True), jobs=2)
+    with pytest.raises(Killed):
+        dying.run_once()
+    states = Queue(tmp_path / "course").states()
+    assert sorted(s.in_flight.name for s in states if s.in_flight) == sorted(names)  # on disk: in flight
+    grader = FakeGrader()
+    log: list[str] = []
+    _service(tmp_path, grader, jobs=2, log=log).run_once()  # a new process reads the state back
+    assert sorted(grader.graded) == sorted(names)
+    assert sum("grading again after a restart" in line for line in log) == 2
+    assert all(s.in_flight is None and not s.pending for s in Queue(tmp_path / "course").states())
+
+
+def test_a_failed_grading_is_retried_once_then_reported(tmp_path):
+    inbound = tmp_path / "inbound"
+    flaky, broken = _submit(inbound, "alice"), _submit(inbound, "bob")
+    grader = FakeGrader(fail={"alice": 1, "bob": 5})
+    service = _service(tmp_path, grader, jobs=2)
+    service.run_once()
+    assert grader.graded.count(flaky) == 2 and grader.graded.count(broken) == 2  # tried once more, no more
+    assert [(n, t) for n, t, _ in grader.pages] == [(broken, "Grading failed")]  # alice's second try worked
+    assert "instructor has been told" in grader.pages[0][2]
+    failures = (tmp_path / "course" / "service" / "failures.log").read_text()
+    assert broken in failures and "nbgrader exited with 1" in failures and flaky not in failures
+    state = service.queue.load(ASSIGNMENT, "bob")
+    assert state.in_flight is None and state.history[-1]["outcome"].startswith("grading failed twice")
+
+
+def test_over_the_attempt_limit_the_student_is_told_when_to_try_again(tmp_path):
+    inbound = tmp_path / "inbound"
+    grader = FakeGrader()
+    service = _service(tmp_path, grader, per_hour=2)
+    graded = []
+    for _ in range(2):
+        graded.append(_submit(inbound, "alice"))
+        service.run_once()
+    refused = _submit(inbound, "alice")
+    service.run_once()
+    assert grader.graded == graded
+    ((name, title, message),) = grader.pages
+    first = service.queue.load(ASSIGNMENT, "alice").attempts[0][1]
+    when = datetime.fromtimestamp(-(-(first + 3600) // 60) * 60, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    assert name == refused and "attempt limit" in title
+    assert "2 graded attempts allowed per hour" in message and f"submit after {when}" in message
+    assert service.queue.load(ASSIGNMENT, "alice").history[-1]["outcome"] == "not graded: attempt limit"
+
+
+def test_attempt_limits_slide_and_the_day_counts_too():
+    hour = [["a", 0.0], ["b", 100.0]]
+    assert attempt_refusal(hour, 3700.0, 2, None) is None  # the first one left the hour
+    assert "after 1970-01-01 01:00 UTC" in attempt_refusal(hour, 3000.0, 2, None)
+    assert "after 1970-01-01 01:01 UTC" in attempt_refusal([["a", 1.0], ["b", 100.0]], 3000.0, 2, None)  # rounded up
+    day = [[str(i), i * 4000.0] for i in range(5)]
+    message = attempt_refusal(day, 20000.0, None, 5)
+    assert "per 24 hours" in message and "after 1970-01-02 00:00 UTC" in message
+    assert attempt_refusal(day, 20000.0, None, None) is None
+
+
+def test_links_files_garbage_and_strangers_in_inbound_are_ignored(tmp_path):
+    inbound = tmp_path / "inbound"
+    inbound.mkdir()
+    target = tmp_path / "secret-solutions"
+    target.mkdir()
+    stamp = _stamp()
+    (inbound / f"alice+toy+{stamp}+link").symlink_to(target)  # a link named like a submission
+    (inbound / f"bob+toy+{stamp}+file").write_text("not a folder")
+    for junk in ("garbage", f"al+ice+toy+{stamp}", "carol+toy+yesterday+x", f"dave+toy+{stamp}+x+y", "+toy+x"):
+        (inbound / junk).mkdir()
+    assert parse_inbound_name(f"alice+toy+{stamp}+AbC_d-9xYz12") == ("alice", "toy")
+    assert parse_inbound_name(f"alice+toy+{stamp}") == ("alice", "toy")  # nbgrader without the random string
+    assert parse_inbound_name(f"../alice+toy+{stamp}") is None
+    grader, log = FakeGrader(), []
+    service = _service(tmp_path, grader, log=log)
+    service.run_once()
+    service.run_once()
+    assert grader.graded == [] and service.queue.states() == []
+    ignored = [line for line in log if line.startswith("ignored")]
+    assert len(ignored) == 7, log  # each said once, however often the folder is polled
+    assert any("link" in line and "alice" in line for line in ignored)
+
+
+def test_a_submission_must_belong_to_the_account_it_names(tmp_path):
+    inbound = tmp_path / "inbound"
+    me = __import__("pwd").getpwuid(os.getuid()).pw_name
+    forged, own = _submit(inbound, "alice"), _submit(inbound, me)  # both folders are this account's
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "grading_service.toml").write_text("[assignments.toy]\n")  # check_owner defaults to true
+    grader, log = FakeGrader(), []
+    GradingService(course, grader, inbound, log=log.append, duedate=lambda a: None).run_once()
+    assert grader.graded == [own]
+    assert any(forged in line and "not owned by alice" in line for line in log)
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[assignments.toy]\nattempts_per_hour = 0\n", "attempts_per_hour must be a positive whole number"),
+        ("[assignments.toy]\nattempts_per_day = true\n", "attempts_per_day must be a positive whole number"),
+        ("[assignments.toy]\nhidden_checks = 'show'\n", "hidden_checks must be one of 'pass-fail', 'as-graded'"),
+        ("[assignments.toy]\nlate = 'zero'\n", "late must be one of 'keep-on-time', 'penalty'"),
+        ("[assignments.toy]\nattempts_per_hr = 3\n", "unknown setting 'attempts_per_hr'"),
+        ("[assignment.toy]\n", r"unknown table \[assignment\]"),
+        ("[service]\ncheck_owner = 'yes'\n", "check_owner"),
+        ("[assignments.toy\n", "not valid TOML"),
+        ("[defaults]\nenabled = 1\n", r"\[defaults\]: enabled must be true or false"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(text, problem):
+    with pytest.raises(SettingsError, match=problem):
+        parse_settings(text)
+
+
+def test_settings_defaults_and_switches():
+    settings = parse_settings(
+        "[defaults]\nattempts_per_hour = 2\n[assignments.ps1]\n[assignments.ps2]\nenabled = false\n"
+        "[assignments.ps3]\nattempts_per_day = 'unlimited'\nlate = 'penalty'\n"
+    )
+    assert settings.rules("ps1").attempts_per_hour == 2 and settings.rules("ps1").hidden_checks == "pass-fail"
+    assert settings.rules("ps2") is None and settings.rules("ps9") is None  # off, and not listed: off
+    assert settings.rules("ps3").attempts_per_day is None and settings.rules("ps3").late == "penalty"
+    assert settings.check_owner
+
+
+def test_serve_refuses_bad_settings_with_a_clear_error(tmp_path, capsys):
+    from ftlab.cli import main
+
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.CourseDirectory.course_id = 'ftlab'\n")
+    (tmp_path / "grading_service.toml").write_text("[assignments.toy]\nattempts_per_hour = -1\n")
+    code = main(["serve", "--course", str(tmp_path), "--once", "--exchange", str(tmp_path / "exchange")])
+    assert code == 2
+    assert "grading_service.toml [assignments.toy]: attempts_per_hour must be" in capsys.readouterr().err
+    assert main(["serve", "--course", str(tmp_path), "--poll", "0"]) == 2
+
+
+def test_release_puts_feedback_where_only_that_submission_finds_it(tmp_path):
+    from nbgrader.utils import notebook_hash
+
+    secret = secrets.token_hex(64)
+    (path,) = release(tmp_path, secret, {"toy": b"<html>yours</html>"})
+    assert path.name == f"{notebook_hash(secret=secret, notebook_id='toy')}.html"
+    assert path.read_bytes() == b"<html>yours</html>" and oct(path.stat().st_mode & 0o777) == "0o644"
+    assert oct((tmp_path / "feedback").stat().st_mode & 0o777) == "0o711"  # nobody lists the folder
+    assert [p.name for p in (tmp_path / "feedback").iterdir()] == [path.name]  # no temporary file left
+
+
+def test_hidden_checks_show_pass_fail_and_the_message_never_the_traceback():
+    hidden = "### BEGIN HIDDEN TESTS\nexpect_close(f(2.0), 0.7310585, what='f(2)', hidden=True)\n### END HIDDEN TESTS"
+    meta = {"grade": True, "solution": False, "locked": True, "points": 1}
+    failed = nbformat.v4.new_code_cell(hidden, metadata={"nbgrader": {**meta, "grade_id": "t1", "score": 0}})
+    failed.outputs = [
+        nbformat.v4.new_output(
+            "error",
+            ename="CheckFailed",
+            evalue="f(2): 1 of 1 values differ",
+            traceback=["----> 2 expect_close(f(2.0), 0.7310585, what='f(2)', hidden=True)"],
+        )
+    ]
+    passed = nbformat.v4.new_code_cell(hidden, metadata={"nbgrader": {**meta, "grade_id": "t2", "score": 1}})
+    visible = nbformat.v4.new_code_cell("expect_close(f(0), 0.5, what='f(0)')", metadata={"nbgrader": meta})
+    visible.outputs = [nbformat.v4.new_output("stream", name="stdout", text="the student's print\n")]
+    nb = nbformat.v4.new_notebook(cells=[failed, passed, visible])
+    nb, _ = HiddenChecksPassFail().preprocess(nb, {})
+    text = json.dumps(nb)
+    assert "0.7310585" not in json.dumps([c.outputs for c in nb.cells])
+    assert nb.cells[0].outputs[0].text == "failed: CheckFailed: f(2): 1 of 1 values differ\n"
+    assert nb.cells[1].outputs[0].text == "passed\n"
+    assert nb.cells[2].outputs[0].text == "the student's print\n" and "student's print" in text  # own output kept
+
+
+# --------------------------------------------------------------------------- the real thing
+
+
+def _student_copy(course: Path, answer: str) -> bytes:
+    nb = nbformat.read(course / "exercises" / ASSIGNMENT / "toy.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer":
+            cell.source = answer
+    return nbformat.writes(nb).encode()
+
+
+def _exchange_submit(exchange: Path, student: str, notebook: bytes) -> tuple[str, str]:
+    name = _submit(exchange / "ftlab" / "inbound", student)
+    (exchange / "ftlab" / "inbound" / name / "toy.ipynb").write_bytes(notebook)
+    return name, (exchange / "ftlab" / "inbound" / name / "submission_secret.txt").read_text()
+
+
+def _serve_once(course: Path, exchange: Path) -> subprocess.CompletedProcess:
+    from course import env
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ftlab", "serve", "--course", str(course), "--exchange", str(exchange)]
+        + ["--once", "--jobs", "2"],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_grade(tmp_path):
+    from course import make_toy_course
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import notebook_hash
+
+    course = make_toy_course(tmp_path)
+    (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
+    exchange = tmp_path / "exchange"
+    right = _student_copy(course, "def answer():\n    time.sleep(SECONDS)\n    return 42")
+    wrong = _student_copy(course, "def answer():\n    return 41")
+    alice, alice_secret = _exchange_submit(exchange, "alice", right)
+    bob, bob_secret = _exchange_submit(exchange, "bob", wrong)
+    proc = _serve_once(course, exchange)
+    feedback = exchange / "ftlab" / "feedback"
+    pages = {p.name: p.read_text() for p in feedback.iterdir()}
+    mine = f"{notebook_hash(secret=alice_secret, notebook_id='toy')}.html"
+    theirs = f"{notebook_hash(secret=bob_secret, notebook_id='toy')}.html"
+    assert set(pages) == {mine, theirs}, proc.stderr[-3000:]  # one page per submission, nothing else
+    assert "Your result: 2 / 2 points" in pages[mine]
+    assert "Your result: 0 / 2 points" in pages[theirs] and "answer() is 41" in pages[theirs]
+    assert (course / "feedback" / "alice" / ASSIGNMENT / "toy.html").exists()
+    assert (course / "submitted" / "bob" / ASSIGNMENT / "toy.ipynb").read_bytes() == wrong
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:  # the deadline passes
+        gb.update_or_create_assignment(ASSIGNMENT, duedate=datetime.now(UTC).replace(tzinfo=None))
+    time.sleep(0.05)
+    late, late_secret = _exchange_submit(exchange, "alice", wrong)
+    proc = _serve_once(course, exchange)
+    late_page = (feedback / f"{notebook_hash(secret=late_secret, notebook_id='toy')}.html").read_text()
+    assert "Your result: 0 / 2 points" in late_page, proc.stderr[-3000:]  # feedback, late or not
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        assert gb.find_submission(ASSIGNMENT, "alice").score == 2  # the on-time grade stands
+        assert gb.find_submission(ASSIGNMENT, "bob").score == 0
+    assert (course / "submitted" / "alice" / ASSIGNMENT / "toy.ipynb").read_bytes() == right
+    assert re.search(rf"queued {re.escape(late)} \(late\)", proc.stderr)
+    assert "Your result: 2 / 2 points" in (feedback / mine).read_text()  # the earlier page is untouched
