@@ -318,6 +318,21 @@ def test_hidden_checks_show_pass_fail_and_the_message_never_the_traceback():
     assert nb.cells[2].outputs[0].text == "the student's print\n" and "student's print" in text  # own output kept
 
 
+def test_feedback_config_puts_pass_fail_before_the_hidden_tests_are_cleared(tmp_path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from ftlab.grading.release import feedback_config
+
+    course = (Path(__file__).resolve().parents[1] / "nbgrader_config.py").read_text()
+    (tmp_path / "nbgrader_config.py").write_text(feedback_config(course, hidden_pass_fail=True))
+    chain = PyFileConfigLoader("nbgrader_config.py", str(tmp_path)).load_config().GenerateFeedback.preprocessors
+    assert chain.index("ftlab.grading.feedback.HiddenChecksPassFail") + 1 == chain.index(
+        "nbgrader.preprocessors.ClearHiddenTests"
+    )
+    assert chain.index("nbgrader.preprocessors.GetGrades") < chain.index("ftlab.grading.feedback.HiddenChecksPassFail")
+    assert feedback_config(course, hidden_pass_fail=False) == course
+
+
 # --------------------------------------------------------------------------- the real thing
 
 
@@ -333,6 +348,14 @@ def _exchange_submit(exchange: Path, student: str, notebook: bytes) -> tuple[str
     name = _submit(exchange / "ftlab" / "inbound", student)
     (exchange / "ftlab" / "inbound" / name / "toy.ipynb").write_bytes(notebook)
     return name, (exchange / "ftlab" / "inbound" / name / "submission_secret.txt").read_text()
+
+
+def _text(page: Path) -> str:
+    """A feedback page's words, without markup."""
+    import html
+
+    text = re.sub(r"<(style|script)\b.*?</\1>", " ", page.read_text(), flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
 
 
 def _serve_once(course: Path, exchange: Path) -> subprocess.CompletedProcess:
@@ -365,12 +388,13 @@ def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_g
     bob, bob_secret = _exchange_submit(exchange, "bob", wrong)
     proc = _serve_once(course, exchange)
     feedback = exchange / "ftlab" / "feedback"
-    pages = {p.name: p.read_text() for p in feedback.iterdir()}
+    pages = {p.name: _text(p) for p in feedback.iterdir()}
     mine = f"{notebook_hash(secret=alice_secret, notebook_id='toy')}.html"
     theirs = f"{notebook_hash(secret=bob_secret, notebook_id='toy')}.html"
     assert set(pages) == {mine, theirs}, proc.stderr[-3000:]  # one page per submission, nothing else
     assert "Your result: 2 / 2 points" in pages[mine]
-    assert "Your result: 0 / 2 points" in pages[theirs] and "answer() is 41" in pages[theirs]
+    assert "Your result: 0 / 2 points" in pages[theirs] and "answer(): got 41 where 42 was expected" in pages[theirs]
+    assert "return 41" in pages[theirs]  # the student's own code and output stay
     assert (course / "feedback" / "alice" / ASSIGNMENT / "toy.html").exists()
     assert (course / "submitted" / "bob" / ASSIGNMENT / "toy.ipynb").read_bytes() == wrong
 
@@ -379,11 +403,11 @@ def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_g
     time.sleep(0.05)
     late, late_secret = _exchange_submit(exchange, "alice", wrong)
     proc = _serve_once(course, exchange)
-    late_page = (feedback / f"{notebook_hash(secret=late_secret, notebook_id='toy')}.html").read_text()
+    late_page = _text(feedback / f"{notebook_hash(secret=late_secret, notebook_id='toy')}.html")
     assert "Your result: 0 / 2 points" in late_page, proc.stderr[-3000:]  # feedback, late or not
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         assert gb.find_submission(ASSIGNMENT, "alice").score == 2  # the on-time grade stands
         assert gb.find_submission(ASSIGNMENT, "bob").score == 0
     assert (course / "submitted" / "alice" / ASSIGNMENT / "toy.ipynb").read_bytes() == right
     assert re.search(rf"queued {re.escape(late)} \(late\)", proc.stderr)
-    assert "Your result: 2 / 2 points" in (feedback / mine).read_text()  # the earlier page is untouched
+    assert "Your result: 2 / 2 points" in _text(feedback / mine)  # the earlier page is untouched
