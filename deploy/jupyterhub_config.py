@@ -82,7 +82,23 @@ c.JupyterHub.services = [
         "cwd": f"/home/{GRADER}",
         "environment": {"JUPYTERHUB_DEFAULT_URL": "/lab"},
         "oauth_no_confirm": True,
-    }
+    },
+    {
+        # Graded on submit (`ftlab serve`, README: "Graded on submit"): polls the exchange's inbound folder,
+        # grades each submission of the assignments grading_service.toml turns on, sandboxed, and releases
+        # its feedback to that student. No URL: nobody talks to it; the hub starts it, and restarts it if it
+        # dies (what it was grading is graded again: its queue is on disk).
+        "name": f"{COURSE}-grading",
+        "command": [
+            "ftlab",
+            "serve",
+            f"--course=/home/{GRADER}",
+            f"--jobs={os.environ.get('FTLAB_GRADING_JOBS', '2')}",
+        ],
+        "user": GRADER,
+        "cwd": f"/home/{GRADER}",
+        "environment": {"OMP_NUM_THREADS": "1"},
+    },
 ]
 
 # Every user's nbgrader (students' and instructors') finds the exchange through

@@ -25,8 +25,15 @@ def test_hub_config_gives_instructors_the_course_and_students_the_assignments(mo
     assert groups["nbgrader-ftlab"]["users"] == ["s1", "s2"]
     assert groups["formgrade-ftlab"]["users"] == ["ann", "grader-ftlab"]
     assert c.Authenticator.allowed_users == {"ann", "s1", "s2"} and c.Authenticator.admin_users == {"ann"}
-    (service,) = c.JupyterHub.services
+    service, grading = c.JupyterHub.services
     assert service["name"] == "ftlab" and service["user"] == "grader-ftlab"
+    # graded on submit: `ftlab serve` on the course, as the course account, managed (and restarted) by the hub
+    assert grading["name"] == "ftlab-grading" and grading["user"] == "grader-ftlab" and "url" not in grading
+    assert grading["command"][:3] == ["ftlab", "serve", "--course=/home/grader-ftlab"]
+    from ftlab.grading.service import build_parser
+
+    args = build_parser().parse_args(grading["command"][2:])  # the options it is given exist
+    assert args.course == "/home/grader-ftlab" and args.jobs >= 1 and not args.once
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["formgrade-ftlab"]["scopes"] == ["access:services!service=ftlab"]
     assert "inherit" in roles["server"]["scopes"]

@@ -213,6 +213,14 @@ service.update(
     command=[{str(BIN / "jupyterhub-singleuser")!r}, "--port={ports["service"]}", "--ServerApp.root_dir={course}"],
     environment={{**service.get("environment", {{}}), **{env!r}}},
 )
+grading = c.JupyterHub.services[1]  # ftlab serve: graded on submit, as the course account
+grading.update(
+    user={GRADER!r},
+    cwd={str(course)!r},
+    command=[{str(BIN / "ftlab")!r}, "serve", "--course={course}", "--jobs=2", "--poll=1"],
+    environment={{**grading.get("environment", {{}}), **{env!r}, "HOME": {str(course)!r}}},
+)
+c.Spawner.poll_interval = 5  # the hub notices a service that died (and restarts it) within seconds
 formgrade = c.JupyterHub.load_groups["formgrade-{COURSE_ID}"]["users"]
 formgrade[formgrade.index(grader)] = {GRADER!r}
 
