@@ -146,13 +146,8 @@ def submit_copies(course: Path, assignment: str, students: dict[str, dict[str, s
 TOY_SETUP = "import time\n\nfrom ftlab.grading import expect_equal\n\nSECONDS = 4  # each check takes this long"
 
 
-def make_toy_course(parent: Path, assignment: str = "toy") -> Path:
-    """A one-check course whose grade takes a few seconds (no torch in the notebook): for the driver's plumbing."""
-    course = parent / "course"
-    (course / "source" / assignment).mkdir(parents=True)
-    (course / "nbgrader_config.py").write_text(
-        (ROOT / "nbgrader_config.py").read_text().replace('"solutions"', '"source"')
-    )
+def toy_notebook() -> nbformat.NotebookNode:
+    """The toy assignment's source: one answer, one 2-point check that takes ``SECONDS`` when answered right."""
     cells = [
         nbformat.v4.new_markdown_cell("# A toy assignment (2 points)"),
         nbformat.v4.new_code_cell(TOY_SETUP),
@@ -173,6 +168,16 @@ def make_toy_course(parent: Path, assignment: str = "toy") -> Path:
         cell.metadata["nbgrader"] = {**nbg, "schema_version": 3}
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, course / "source" / assignment / "toy.ipynb")
+    return nb
+
+
+def make_toy_course(parent: Path, assignment: str = "toy") -> Path:
+    """A one-check course whose grade takes a few seconds (no torch in the notebook): for the driver's plumbing."""
+    course = parent / "course"
+    (course / "source" / assignment).mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text(
+        (ROOT / "nbgrader_config.py").read_text().replace('"solutions"', '"source"')
+    )
+    nbformat.write(toy_notebook(), course / "source" / assignment / "toy.ipynb")
     nbgrader("generate_assignment", assignment, "--force", cwd=course)
     return course

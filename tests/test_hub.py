@@ -22,6 +22,7 @@ configurable-http-proxy and chromium: ``make system-deps`` installs them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -53,6 +54,15 @@ LESSON = "02_feature_extraction_vs_fine_tuning.ipynb"
 FAILURE_SCREENSHOT = Path(tempfile.gettempdir()) / "ftlab-hub-browser-failure.png"
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's binary (/usr/bin/chromium is a shell wrapper)
 INSTALL = "install the system tools the tests need with `make system-deps`"
+BROWSER_ARGS = [  # a CI container: no GPU, no setuid sandbox, a small /dev/shm, no network chatter
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-extensions",
+    "--no-first-run",
+    "--mute-audio",
+]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -436,17 +446,8 @@ def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
     student = STUDENTS[1]
     lesson = nbformat.read(ROOT / "lessons" / LESSON, as_version=4)
     explorer = next(i for i, c in enumerate(lesson.cells) if c.cell_type == "code" and "UnfreezeExplorer(" in c.source)
-    args = [  # a CI container: no GPU, no setuid sandbox, a small /dev/shm, no network chatter
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-extensions",
-        "--no-first-run",
-        "--mute-audio",
-    ]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.set_default_timeout(120_000)
@@ -489,3 +490,228 @@ def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
             raise
         finally:
             browser.close()
+
+
+# --------------------------------------------------------------------------- graded on submit
+
+TOY = "toy"  # tests/course.py's one-check assignment: a few seconds to grade, no torch in the notebook
+TOY_LIMIT = 4  # graded attempts per hour in the test's grading_service.toml
+RIGHT, WRONG = "def answer():\n    time.sleep(SECONDS)\n    return 42", "def answer():\n    return 41"
+
+
+def _as_grader(path: Path) -> None:
+    _chown_tree(path, GRADER)
+
+
+def _release_toy(hub: Hub, teacher: str) -> None:
+    """The instructor adds the toy assignment, turns grading on submit on for it, and releases it."""
+    from course import toy_notebook
+
+    source = hub.course / "solutions" / TOY
+    source.mkdir(parents=True)
+    nbformat.write(toy_notebook(), source / "toy.ipynb")
+    (hub.course / "grading_service.toml").write_text(f"[assignments.{TOY}]\nattempts_per_hour = {TOY_LIMIT}\n")
+    _as_grader(hub.course / "solutions")
+    _as_grader(hub.course / "grading_service.toml")
+    for step in ("assign", "release"):
+        r = hub.api("POST", f"/services/{COURSE_ID}/formgrader/api/assignment/{TOY}/{step}", teacher)
+        assert r.status_code == 200 and r.json()["success"], f"{step}: {r.text[:3000]}"
+
+
+def _write_answer(hub: Hub, student: str, token: str, answer: str) -> None:
+    """The student edits their fetched copy (through their own server's contents API)."""
+    path = f"/user/{student}/api/contents/{COURSE_ID}/{TOY}/toy.ipynb"
+    r = hub.api("GET", path, token, params={"content": 1})
+    assert r.status_code == 200, r.text
+    nb = nbformat.from_dict(r.json()["content"])
+    for cell in nb.cells:
+        if _meta(cell).get("grade_id") == "answer":
+            cell.source = answer
+    r = hub.api("PUT", path, token, json={"type": "notebook", "format": "json", "content": nb})
+    assert r.status_code == 200, r.text
+
+
+def _submissions(hub: Hub, student: str) -> list[str]:
+    """The student's submission folders in the exchange, oldest first."""
+    inbound = hub.exchange / COURSE_ID / "inbound"
+    return sorted((p.name for p in inbound.glob(f"{student}+{TOY}+*")), key=lambda n: n.split("+")[2])
+
+
+def _outcome(hub: Hub, student: str, name: str, timeout: float = 300, in_flight: bool = False) -> str:
+    """Wait until the service has answered submission ``name`` (or, with ``in_flight``, is grading it)."""
+    state_file = hub.course / "service" / "queue" / TOY / f"{student}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads(state_file.read_text())
+            if in_flight and (state.get("in_flight") or {}).get("name") == name:
+                return "in flight"
+            done = [h["outcome"] for h in state.get("history", []) if h["name"] == name]
+            if done and not done[-1].startswith("grading failed:"):
+                return done[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"the grading service did not answer {name} in {timeout} s:\n{hub.tail()}")
+
+
+def _serve_pids() -> list[int]:
+    uid = pwd.getpwnam(GRADER).pw_uid
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and proc.stat().st_uid == uid:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                if b"serve" in argv and any(a.endswith(b"ftlab") for a in argv):
+                    found.append(int(proc.name))
+    return found
+
+
+def _feedback_page(hub: Hub, page, student: str, name: str) -> str:
+    """The words of the feedback the student fetched for submission ``name``, as their browser shows them."""
+    from urllib.parse import quote
+
+    local = f"{COURSE_ID}/{TOY}/feedback/{name.split('+')[2]}/toy.html"
+    deadline = time.monotonic() + 60
+    while not (hub.homes[student] / local).exists():
+        assert time.monotonic() < deadline, f"no {local} in {student}'s home after Fetch Feedback"
+        time.sleep(0.2)
+    page.goto(f"{hub.url}/user/{student}/files/{quote(local)}")
+    return " ".join(page.locator("body").inner_text().split())
+
+
+def test_students_get_feedback_on_submit_through_the_assignments_tab(hub: Hub):
+    from playwright.sync_api import expect, sync_playwright
+
+    alice, bob = STUDENTS
+    teacher = hub.token_for(INSTRUCTOR)
+    tokens = {u: hub.token_for(u) for u in STUDENTS}
+    _release_toy(hub, teacher)
+    for student in STUDENTS:
+        hub.start_server(student)
+        r = hub.api(
+            "POST",
+            f"/user/{student}/assignments/fetch",
+            tokens[student],
+            params={"course_id": COURSE_ID, "assignment_id": TOY},
+        )
+        assert r.status_code == 200, r.text
+    # bob submits through his server's nbgrader API (the button's own call), alice in the browser below
+    _write_answer(hub, bob, tokens[bob], WRONG)
+    r = hub.api(
+        "POST", f"/user/{bob}/assignments/submit", tokens[bob], params={"course_id": COURSE_ID, "assignment_id": TOY}
+    )
+    assert r.status_code == 200, r.text
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.set_default_timeout(120_000)
+            page.goto(f"{hub.url}/hub/login")
+            page.fill("#username_input", alice)
+            page.fill("#password_input", hub.password)
+            page.click("#login_submit")
+            page.wait_for_url(re.compile(rf"/user/{alice}/"), timeout=240_000)
+
+            def open_assignments() -> None:
+                page.goto(f"{hub.url}/user/{alice}/lab")
+                page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+                page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+                expect(page.locator("#fetched_assignments_list")).to_contain_text(TOY, timeout=120_000)
+
+            def submit(answer: str) -> str:
+                before = len(_submissions(hub, alice))
+                _write_answer(hub, alice, tokens[alice], answer)
+                open_assignments()
+                row = page.locator("#fetched_assignments_list .list_item", has_text=TOY).first
+                row.locator("button", has_text="Submit").click()
+                deadline = time.monotonic() + 120
+                while len(_submissions(hub, alice)) == before:
+                    assert time.monotonic() < deadline, "the Submit button made no submission"
+                    time.sleep(0.2)
+                return _submissions(hub, alice)[-1]
+
+            def fetch_and_read(name: str) -> str:
+                open_assignments()
+                row = page.locator("#submitted_assignments_list .list_item", has_text=TOY).first
+                row.locator("button", has_text="Fetch Feedback").first.click()
+                submission = page.locator("#submitted_assignments_list .nested_list_item", has_text=name.split("+")[2])
+                expect(submission).to_contain_text("view feedback", timeout=60_000)
+                return _feedback_page(hub, page, alice, name)
+
+            # a wrong answer: graded on submit, the feedback says what failed
+            first = submit(WRONG)
+            assert _outcome(hub, alice, first) == "graded; feedback released"
+            text = fetch_and_read(first)
+            assert "Your result: 0 / 2 points" in text and "answer(): got 41 where 42 was expected" in text, text
+
+            # fixed and submitted again: the new score
+            second = submit(RIGHT)
+            assert _outcome(hub, alice, second) == "graded; feedback released"
+            assert "Your result: 2 / 2 points" in fetch_and_read(second)
+
+            # the service is killed while it grades; the hub restarts it; the submission is graded all the same
+            third = submit(RIGHT)
+            _outcome(hub, alice, third, in_flight=True)
+            pids = _serve_pids()
+            assert pids, "no ftlab serve process of the course account"
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            assert _outcome(hub, alice, third) == "graded; feedback released"
+            assert f"grading again after a restart: {third}" in hub.log.read_text(errors="replace")
+            assert "Your result: 2 / 2 points" in fetch_and_read(third)
+
+            # the deadline passes: a late submission still gets feedback, the gradebook keeps the on-time grade
+            subprocess.run(
+                [
+                    str(BIN / "python"),
+                    "-c",
+                    "import datetime\nfrom nbgrader.api import Gradebook\n"
+                    "with Gradebook('sqlite:///gradebook.db') as gb:\n"
+                    f"    gb.update_or_create_assignment({TOY!r}, duedate=datetime.datetime.utcnow())",
+                ],
+                cwd=hub.course,
+                user=GRADER,
+                group=GRADER,
+                extra_groups=[],
+                check=True,
+                capture_output=True,
+                env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(hub.course)},
+            )
+            late = submit(WRONG)
+            assert _outcome(hub, alice, late) == "graded; feedback released"
+            assert "Your result: 0 / 2 points" in fetch_and_read(late)
+
+            # over the limit (4 an hour): not graded, and the page says when the next attempt can be
+            refused = submit(RIGHT)
+            assert _outcome(hub, alice, refused) == "not graded: attempt limit"
+            text = fetch_and_read(refused)
+            assert "attempt limit" in text and f"all {TOY_LIMIT} graded attempts allowed per hour" in text, text
+            assert re.search(r"submit after \d{4}-\d\d-\d\d \d\d:\d\d UTC", text), text
+        except Exception:
+            page.screenshot(path=str(FAILURE_SCREENSHOT))
+            print(f"browser state saved: {FAILURE_SCREENSHOT}")
+            raise
+        finally:
+            browser.close()
+
+    # bob sees his own feedback, and only his
+    (bobs,) = _submissions(hub, bob)
+    assert _outcome(hub, bob, bobs) == "graded; feedback released"
+    r = hub.api(
+        "POST",
+        f"/user/{bob}/assignments/fetch_feedback",
+        tokens[bob],
+        params={"course_id": COURSE_ID, "assignment_id": TOY},
+    )
+    assert r.status_code == 200, r.text
+    fetched = sorted((hub.homes[bob] / COURSE_ID / TOY / "feedback").glob("*/toy.html"))
+    assert [f.parent.name for f in fetched] == [bobs.split("+")[2]]
+    assert "Your result: 0 / 2 points" in fetched[0].read_text()
+    feedback = hub.exchange / COURSE_ID / "feedback"
+    assert stat.S_IMODE(feedback.stat().st_mode) == 0o711  # nobody lists the released pages
+
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+        assert gb.find_submission(TOY, alice).score == 2  # the last on-time grade, not the late 0
+        assert gb.find_submission(TOY, bob).score == 0

@@ -281,6 +281,20 @@ def test_serve_refuses_bad_settings_with_a_clear_error(tmp_path, capsys):
     assert code == 2
     assert "grading_service.toml [assignments.toy]: attempts_per_hour must be" in capsys.readouterr().err
     assert main(["serve", "--course", str(tmp_path), "--poll", "0"]) == 2
+    assert main(["serve", "--course", str(tmp_path / "nowhere"), "--once"]) == 2
+    assert "is not a course root" in capsys.readouterr().err
+
+
+def test_one_service_per_course(tmp_path):
+    from ftlab.grading.service import hold_course_lock
+
+    held = hold_course_lock(tmp_path)
+    try:
+        with pytest.raises(ValueError, match="another ftlab serve is running"):
+            hold_course_lock(tmp_path)
+    finally:
+        held.close()
+    hold_course_lock(tmp_path).close()  # free again once the holder is gone
 
 
 def test_release_puts_feedback_where_only_that_submission_finds_it(tmp_path):

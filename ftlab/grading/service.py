@@ -260,6 +260,21 @@ def exchange_location(root: Path) -> tuple[Path, str]:
     return Path(exchange), course_id
 
 
+def hold_course_lock(root: Path):
+    """One service per course: a second one would grade the same queue twice. The lock goes with the process."""
+    import fcntl
+
+    folder = root / "service"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / "lock", "w")  # noqa: SIM115 -- held open for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(f"another ftlab serve is running for {root} (it holds {folder / 'lock'})") from None
+    return handle
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="ftlab serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--course", default=".", help="course root (default: current directory)")
@@ -282,6 +297,9 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.poll <= 0:
             raise ValueError(f"--poll must be a positive number of seconds, got {args.poll}")
         root = Path(args.course).resolve()
+        if not (root / "nbgrader_config.py").is_file():
+            raise ValueError(f"{root} is not a course root (no nbgrader_config.py)")
+        lock = hold_course_lock(root)  # noqa: F841 -- held until the process ends
         exchange, course_id = exchange_location(root)
         if args.exchange:
             exchange = Path(args.exchange)

@@ -64,6 +64,7 @@ class NbgraderGrader:
         self.root, self.exchange_course, self.log = Path(root).resolve(), Path(exchange_course), log
         self.inbound = self.exchange_course / "inbound"
         self.runner = LocalRunner(jobs) if scheduler is None else DaskRunner(scheduler)
+        shutil.rmtree(self.root / "service" / "staging", ignore_errors=True)  # a killed service's leftovers
         if scheduler is None:
             problem = check_available()
             if problem:
