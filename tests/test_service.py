@@ -85,7 +85,7 @@ def _service(tmp_path: Path, grader, per_hour: int | str = 10, jobs: int = 1, du
     (course / "grading_service.toml").write_text(SETTINGS.format(per_hour=limit))
     lines = log if log is not None else []
     service = GradingService(
-        course, grader, tmp_path / "inbound", jobs=jobs, log=lines.append, duedate=lambda assignment: due
+        course, grader, tmp_path / "inbound", jobs=jobs, log=lines.append, duedate=lambda assignment: due, settle=0
     )
     return service
 
@@ -104,6 +104,23 @@ def test_newest_submission_per_student_wins(tmp_path):
     assert state.pending == [] and state.in_flight is None
     service.run_once()  # nothing is taken in twice
     assert len(grader.graded) == 2
+
+
+def test_a_submission_still_being_written_waits_for_the_next_poll(tmp_path):
+    grader = FakeGrader()
+    service = _service(tmp_path, grader)
+    name = _submit(tmp_path / "inbound", "alice")
+    secret = tmp_path / "inbound" / name / "submission_secret.txt"
+    secret.rename(secret.with_suffix(".partial"))  # nbgrader submit writes the secret last
+    service.run_once()
+    assert grader.graded == [] and service.queue.states() == []
+    secret.with_suffix(".partial").rename(secret)
+    service.settle = 60.0  # and the folder must have been quiet for a while
+    service.run_once()
+    assert grader.graded == []
+    service.settle = 0.0
+    service.run_once()
+    assert grader.graded == [name]
 
 
 def test_late_submission_does_not_push_out_the_on_time_one_waiting(tmp_path):
@@ -237,7 +254,7 @@ def test_a_submission_must_belong_to_the_account_it_names(tmp_path):
     course.mkdir()
     (course / "grading_service.toml").write_text("[assignments.toy]\n")  # check_owner defaults to true
     grader, log = FakeGrader(), []
-    GradingService(course, grader, inbound, log=log.append, duedate=lambda a: None).run_once()
+    GradingService(course, grader, inbound, log=log.append, duedate=lambda a: None, settle=0).run_once()
     assert grader.graded == [own]
     assert any(forged in line and "not owned by alice" in line for line in log)
 

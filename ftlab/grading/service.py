@@ -80,6 +80,7 @@ class GradingService:
         jobs: int = 1,
         log: Callable[[str], None] = print,
         duedate: Callable[[str], float | None] | None = None,
+        settle: float = 1.0,
     ) -> None:
         self.root = Path(root).resolve()
         self.grader, self.inbound, self.jobs, self.log = grader, Path(inbound), jobs, log
@@ -87,6 +88,7 @@ class GradingService:
         self.settings = load_settings(self.root)  # a broken file stops the start: the instructor sees it at once
         self.duedate = duedate or (lambda assignment: course_duedate(self.root, assignment))
         self._ignored: set[str] = set()
+        self.settle = settle  # seconds a submission folder must be unchanged before it is taken in
 
     def _reload(self) -> None:
         try:
@@ -106,6 +108,21 @@ class GradingService:
             return pwd.getpwuid(uid).pw_name == student
         except KeyError:
             return False
+
+    def _written(self, name: str, ctime: float) -> bool:
+        """Whether ``nbgrader submit`` is done with a folder: it writes ``submission_secret.txt`` last.
+
+        A folder taken in half-copied would be graded without its notebook. The secret
+        alone is not enough (a student's own tools may write in any order), so the folder
+        must also have been unchanged for ``settle`` seconds.
+        """
+        if time.time() - ctime < self.settle:
+            return False
+        try:
+            os.lstat(self.inbound / name / "submission_secret.txt")
+        except OSError:
+            return False
+        return True
 
     def scan(self) -> int:
         """Take in the inbound folder's new submissions; how many were new."""
@@ -131,6 +148,8 @@ class GradingService:
             if not self._owner_ok(student, info.st_uid):
                 self._once(entry.name, f"ignored inbound/{entry.name}: not owned by {student}")
                 continue
+            if not self._written(entry.name, info.st_ctime):
+                continue  # the student's `nbgrader submit` is still writing it: the next poll takes it
             if assignment not in dues:
                 dues[assignment] = self.duedate(assignment)
             due = dues[assignment]
