@@ -1,0 +1,152 @@
+"""Graded on submit: how long a student waits from *Submit* to feedback they can fetch.
+
+    python benchmarks/service_latency.py                         # ps1 and ps4, 10 students at once, 2 jobs
+    python benchmarks/service_latency.py --assignments ps1_parameters --students 20 --jobs 4
+
+Builds a throw-away course from this repository (generate_assignment), turns grading on
+submit on for the assignments (no attempt limits, owner check off: every submission is
+this account's), starts ``ftlab serve --jobs N --poll 0.5`` (``FTLAB_FAST=1``), then for
+each assignment puts ``--students`` copies of the instructor's answers into the exchange's
+inbound folder at once, as ``nbgrader submit`` leaves them (the folder renamed into place
+whole). A submission's latency ends when its feedback page is in the exchange's
+``feedback/`` folder under its own hash -- what the student's *Fetch Feedback* finds.
+Every page must give full marks, or the benchmark stops. Prints p50 / p95 / max per
+assignment. It grades for minutes on all cores: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from grading import _env  # noqa: E402 -- the same environment as the class-throughput benchmark
+
+POINTS = {"ps1_parameters": 10, "ps4_bert_head": 10}
+
+
+def make_course(parent: Path, assignments: list[str]) -> Path:
+    course = parent / "course"
+    course.mkdir(parents=True)
+    for name in assignments:
+        shutil.copytree(ROOT / "solutions" / name, course / "solutions" / name)
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    for name in assignments:
+        cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force"]
+        subprocess.run(cmd, cwd=course, env=_env(), check=True, capture_output=True)
+    settings = "[service]\ncheck_owner = false\n[defaults]\nattempts_per_hour = 'unlimited'\n"
+    settings += "attempts_per_day = 'unlimited'\n" + "".join(f"[assignments.{a}]\n" for a in assignments)
+    (course / "grading_service.toml").write_text(settings)
+    return course
+
+
+def answered(course: Path, assignment: str) -> tuple[str, bytes]:
+    """The released notebook with the instructor's answers in it: (notebook name, bytes)."""
+    source = next((course / "solutions" / assignment).glob("*.ipynb"))
+    nb = nbformat.read(course / "exercises" / assignment / source.name, as_version=4)
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nbformat.read(source, as_version=4).cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in answers:
+            cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
+    return source.stem, nbformat.writes(nb).encode()
+
+
+def submit_all(exchange: Path, assignment: str, notebook: str, data: bytes, n: int) -> dict[str, tuple[str, float]]:
+    """``n`` submissions at once; student -> (feedback file name, time submitted)."""
+    from nbgrader.utils import notebook_hash
+
+    inbound = exchange / "ftlab" / "inbound"
+    staging = exchange / "staging"
+    inbound.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(exist_ok=True)
+    out = {}
+    for i in range(n):
+        student = f"student{i:03d}"
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+        name = f"{student}+{assignment}+{stamp}+{secrets.token_urlsafe(6)}"
+        secret = secrets.token_hex(64)
+        folder = staging / name
+        folder.mkdir()
+        (folder / f"{notebook}.ipynb").write_bytes(data)
+        (folder / "timestamp.txt").write_text(stamp)
+        (folder / "submission_secret.txt").write_text(secret)
+        os.rename(folder, inbound / name)
+        out[student] = (f"{notebook_hash(secret=secret, notebook_id=notebook)}.html", time.monotonic())
+    return out
+
+
+def wait_for_feedback(exchange: Path, pending: dict[str, tuple[str, float]], timeout: float) -> dict[str, float]:
+    feedback = exchange / "ftlab" / "feedback"
+    latency: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(latency) < len(pending):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(latency)} of {len(pending)} feedback pages after {timeout:.0f} s")
+        for student, (page, t0) in pending.items():
+            if student not in latency and (feedback / page).exists():
+                latency[student] = time.monotonic() - t0
+        time.sleep(0.1)
+    return latency
+
+
+def full_marks(exchange: Path, pending: dict[str, tuple[str, float]], points: int) -> None:
+    for student, (page, _) in pending.items():
+        text = (exchange / "ftlab" / "feedback" / page).read_text()
+        if f"Your result: {points} / {points} points" not in text:
+            raise SystemExit(f"{student}'s feedback is not full marks: the benchmark measured something else")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assignments", nargs="+", default=list(POINTS))
+    parser.add_argument("--students", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=3600)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ftlab-service-bench-") as tmp:
+        course, exchange = make_course(Path(tmp), args.assignments), Path(tmp) / "exchange"
+        env = {**_env(), "FTLAB_FAST": "1"}
+        cmd = [sys.executable, "-m", "ftlab", "serve", f"--course={course}", f"--exchange={exchange}"]
+        log = open(Path(tmp) / "serve.log", "w")  # noqa: SIM115 -- open for the service's life
+        service = subprocess.Popen([*cmd, f"--jobs={args.jobs}", "--poll=0.5"], env=env, stderr=log, stdout=log)
+        try:
+            for assignment in args.assignments:
+                notebook, data = answered(course, assignment)
+                pending = submit_all(exchange, assignment, notebook, data, args.students)
+                latency = list(wait_for_feedback(exchange, pending, args.timeout).values())
+                full_marks(exchange, pending, POINTS.get(assignment, 10))
+                rows.append((assignment, percentile(latency, 0.5), percentile(latency, 0.95), max(latency)))
+        finally:
+            service.terminate()
+            service.wait(30)
+            log.close()
+    print(f"\n{args.students} students submitting at once, ftlab serve --jobs {args.jobs}, FTLAB_FAST=1")
+    print(f"{'assignment':<16} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
+    for assignment, p50, p95, worst in rows:
+        print(f"{assignment:<16} {p50:>7.0f} {p95:>7.0f} {worst:>7.0f}")
+
+
+if __name__ == "__main__":
+    main()
