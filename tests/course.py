@@ -29,8 +29,10 @@ ASSIGNMENTS = {
     "ps6_strategy_choice": ("strategy_choice", 10),
     "ps7_domain_shift": ("domain_shift", 10),
     "ps8_minilm_polarity": ("minilm_polarity", 10),
+    "ps9_pipeline": ("pipeline", 12),
 }
-TRAINING = {"ps5_finetune", "ps7_domain_shift", "ps8_minilm_polarity"}  # train a network: FAST settings, long timeouts
+# train a network: FAST settings, long timeouts
+TRAINING = {"ps5_finetune", "ps7_domain_shift", "ps8_minilm_polarity", "ps9_pipeline"}
 # the written answers, graded by hand: grade_id -> (assignment, points)
 WRITTEN = {
     "why_smaller_lr": ("ps2_layerwise_lr", 3),
@@ -39,6 +41,7 @@ WRITTEN = {
     "justify_strategy": ("ps6_strategy_choice", 4),
     "interpretation": ("ps7_domain_shift", 3),
     "phrases_answer": ("ps8_minilm_polarity", 2),
+    "clinic_answer": ("ps9_pipeline", 3),
 }
 
 

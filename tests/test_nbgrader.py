@@ -42,6 +42,7 @@ EXPECTED = {  # final scores after the written answers were graded by hand
         "ps6_strategy_choice": 6,
         "ps7_domain_shift": 2,
         "ps8_minilm_polarity": 0,
+        "ps9_pipeline": 4,
     },
     "carol": dict.fromkeys(ASSIGNMENTS, 0),  # submitted the notebooks untouched
 }
@@ -54,6 +55,7 @@ BOB_SOLVES = {  # the partial student's answered cells
     "ps6_strategy_choice": ["choose_strategy", "justify_strategy"],  # 4 + 2 by hand
     "ps7_domain_shift": ["features"],  # 2
     "ps8_minilm_polarity": [],  # never trained
+    "ps9_pipeline": ["prepare", "metrics"],  # 2 + 2: never trained
 }
 HAND_GRADES = {
     "alice": {k: p for k, (_, p) in WRITTEN.items()},
@@ -438,7 +440,7 @@ def graded_class(tmp_path_factory):
         _student(course, exchange, workspaces, student, "ps4_bert_head", edit)
     _exchange("collect", course, exchange, "ps4_bert_head")
     # ... and `ftlab grade`, two at a time, for the others: ps4 with its hostile students, ps1 with the broken
-    # and hostile ones, ps3 and ps5-ps8 (ps5, ps7 and ps8 train a network: long per-notebook budgets).
+    # and hostile ones, ps3 and ps5-ps9 (ps5, ps7, ps8 and ps9 train a network: long per-notebook budgets).
     ps4 = _ftlab_grade(course, "ps4_bert_head", "--fast", "--jobs=2", "--Execute.timeout=45")
     for assignment in (
         "ps3_freezing",
@@ -446,6 +448,7 @@ def graded_class(tmp_path_factory):
         "ps6_strategy_choice",
         "ps7_domain_shift",
         "ps8_minilm_polarity",
+        "ps9_pipeline",
     ):
         _ftlab_grade(course, assignment, "--fast", "--jobs=2")
     sources = _snapshot(course / "solutions")
