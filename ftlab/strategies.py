@@ -12,8 +12,8 @@ picks on *validation* accuracy -- the test accuracy of the pick is reported once
 strategy           what trains
 ================== ============================================================
 feature_extraction the classifier only, on features computed once (cached)
-fine_tune_top      the top ``k`` layer groups, low learning rate
-fine_tune_all      every layer, one low learning rate
+fine_tune_top      the top ``k`` layer groups, at ``Settings.lr``
+fine_tune_all      every layer, one rate (``Settings.lr``)
 layerwise          every layer, rates decayed by ``gamma`` per group downwards
 gradual            head first, then more groups each epoch (ULMFiT)
 scratch            every layer of a randomly initialised network
@@ -155,8 +155,8 @@ STRATEGY_TABLE: tuple[Strategy, ...] = (
         on_features=True,
         for_text=True,
     ),
-    Strategy("fine_tune_top", "top k groups, low LR", top=lambda s, n: min(s.top_k, n)),
-    Strategy("fine_tune_all", "all layers, low LR", for_text=True),
+    Strategy("fine_tune_top", "top k groups, one rate (lr)", top=lambda s, n: min(s.top_k, n)),
+    Strategy("fine_tune_all", "all layers, one rate (lr)", for_text=True),
     Strategy("layerwise", "all layers, LR decayed by gamma per group", gamma=attrgetter("gamma"), for_text=True),
     Strategy("gradual", "head first, then more groups each epoch", plan=_gradual_plan),
     Strategy("scratch", "random init, all layers", lr=attrgetter("scratch_lr"), pretrained=False),
