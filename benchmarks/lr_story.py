@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 32 px, 20 per class, 2 epochs")
+    p.add_argument("--note", default="", help="a remark stored with the numbers (e.g. what else loaded the machine)")
     p.add_argument("--write", action="store_true", help=f"rewrite {OUT.relative_to(OUT.parents[2])}")
     a = p.parse_args(argv)
     if a.quick:
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "date": datetime.date.today().isoformat(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "note": a.note,
         "quick": a.quick,
     }
     print(f"{'arm':20} {'val mean':>8} {'std':>6}  {'s/run':>6}")
