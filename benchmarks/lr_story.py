@@ -84,11 +84,14 @@ def _new(splits, seed: int, pretrained: bool = True):
     return load_pretrained("efficientnet_lite0", num_classes=splits.num_classes, pretrained=pretrained)
 
 
-def run_seed(seed: int, s: Settings, size: int, per_class: int, arms: list[str]) -> dict[str, tuple[float, float, dict]]:
+def run_seed(
+    seed: int, s: Settings, size: int, per_class: int, arms: list[str]
+) -> dict[str, tuple[float, float, dict]]:
     """``{arm: (val accuracy, seconds, state_dict)}`` for one seed (its own split and training seed)."""
     pre = load_pretrained("efficientnet_lite0").preprocess
-    splits = load_dataset("digits", preprocess=ImagePreprocess(size, pre.mean, pre.std), seed=seed,
-                          max_per_class=per_class)
+    splits = load_dataset(
+        "digits", preprocess=ImagePreprocess(size, pre.mean, pre.std), seed=seed, max_per_class=per_class
+    )
     out = {}
 
     def record(arm, net, t0):
@@ -115,8 +118,17 @@ def run_seed(seed: int, s: Settings, size: int, per_class: int, arms: list[str])
         t0 = time.perf_counter()
         net = _new(splits, seed)
         unfreeze_top(net, 1)  # backbone frozen, BatchNorm statistics fixed
-        fit(net, splits.train, splits.val, epochs=1, lr=s.head_lr, weight_decay=s.weight_decay, batch_size=s.batch_size,
-            seed=seed, progress=False)
+        fit(
+            net,
+            splits.train,
+            splits.val,
+            epochs=1,
+            lr=s.head_lr,
+            weight_decay=s.weight_decay,
+            batch_size=s.batch_size,
+            seed=seed,
+            progress=False,
+        )
         _fix_bn_train_all(net)
         _all_layers(net, splits, s, LOW, s.epochs - 1, "cosine", seed)
         record("syllabus_same_steps", net, t0)
@@ -171,15 +183,18 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = max(a.arms, key=lambda arm: val[arm]["mean"])  # on validation only
     test = []
     for r in per_seed:  # the chosen arm's models, scored on test once
-        net = load_pretrained("efficientnet_lite0", num_classes=r["_splits"].num_classes,
-                              pretrained=chosen != "scratch")
+        net = load_pretrained(
+            "efficientnet_lite0", num_classes=r["_splits"].num_classes, pretrained=chosen != "scratch"
+        )
         net.load_state_dict(r[chosen][2])
         test.append(evaluate(net, r["_splits"].test)["accuracy"])
     total = time.perf_counter() - start
     arms = {
-        arm: {"what": ARMS[arm], "val_accuracy": val[arm], "seconds": {k: round(v, 1) if k != "per_seed" else
-                                                                          [round(x, 1) for x in v]
-                                                                          for k, v in secs[arm].items()}}
+        arm: {
+            "what": ARMS[arm],
+            "val_accuracy": val[arm],
+            "seconds": {k: round(v, 1) if k != "per_seed" else [round(x, 1) for x in v] for k, v in secs[arm].items()},
+        }
         for arm in a.arms
     }
     if "_head_only" in per_seed[0]:
@@ -191,11 +206,19 @@ def main(argv: list[str] | None = None) -> dict:
         "what": "lesson 3's learning-rate arms over seeds (benchmarks/lr_story.py)",
         "task": {
             "model": "efficientnet_lite0 (ImageNet-pretrained, timm, offline), new 10-class head",
-            "data": "digits", "image_size": a.size, "max_per_class": a.per_class,
+            "data": "digits",
+            "image_size": a.size,
+            "max_per_class": a.per_class,
             "train_val_test": [len(sp.train), len(sp.val), len(sp.test)],
-            "epochs": a.epochs, "batch_size": s.batch_size, "optimizer": "AdamW",
-            "weight_decay": s.weight_decay, "head_lr": s.head_lr, "head_epochs": s.head_epochs,
-            "fine_tune_lr": s.lr, "scratch_lr": s.scratch_lr, "low_lr": LOW,
+            "epochs": a.epochs,
+            "batch_size": s.batch_size,
+            "optimizer": "AdamW",
+            "weight_decay": s.weight_decay,
+            "head_lr": s.head_lr,
+            "head_epochs": s.head_epochs,
+            "fine_tune_lr": s.lr,
+            "scratch_lr": s.scratch_lr,
+            "low_lr": LOW,
         },
         "seeds": list(range(a.seeds)),
         "seed_means": "seed s: data split seed s and training seed s (head init, shuffling)",
@@ -218,8 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{arm:20} {val[arm]['mean']:8.3f} {val[arm]['std']:6.3f}  {secs[arm]['mean']:6.1f}")
     if head_only:
         print(f"{'(head only)':20} {head_only['mean']:8.3f} {head_only['std']:6.3f}")
-    print(f"chosen on validation: {chosen} -> test {result['chosen_test_accuracy']['mean']:.3f} "
-          f"± {result['chosen_test_accuracy']['std']:.3f}; {total:.0f} s in all")
+    print(
+        f"chosen on validation: {chosen} -> test {result['chosen_test_accuracy']['mean']:.3f} "
+        f"± {result['chosen_test_accuracy']['std']:.3f}; {total:.0f} s in all"
+    )
     if a.write:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(result, indent=1) + "\n")
