@@ -8,7 +8,7 @@ export PYTHONHASHSEED := 0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: demo test test-fast lessons-full lab lint clean system-deps
+.PHONY: demo test test-fast lessons-full measured lab lint clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -46,8 +46,15 @@ test-fast: $(VENV)/.installed
 
 # Every lesson top to bottom in full mode (FTLAB_FAST=0), with the asserts that check its prose's claims.
 # Slow: tens of minutes on a 2-core CPU. One lesson: make lessons-full K=03_learning_rate
+# Without K it first re-measures the numbers the prose cites (`make measured`).
 lessons-full: $(VENV)/.installed
+	$(if $(K),,$(MAKE) measured)
 	FTLAB_LESSONS_FULL=1 $(BIN)/python -m pytest tests/test_lessons.py -m slow -s -q --timeout=0 $(if $(K),-k $(K))
+
+# The measured numbers the lessons' prose cites: lessons/measured/*.json, rewritten here (about 20 minutes on
+# a 2-core CPU, one torch thread). tests/test_measured.py then fails wherever the prose no longer agrees.
+measured: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/lr_story.py --write
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab lessons/

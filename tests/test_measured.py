@@ -1,0 +1,92 @@
+"""Measured numbers in prose come from committed files, so the prose cannot drift from the measurement.
+
+Convention: a number that a measurement produced is written in markdown (a lesson's markdown cells or
+README.md) followed at once by an HTML comment naming where it comes from -- invisible when rendered::
+
+    96.7 %<!-- lr_story: arms.syllabus.val_accuracy.mean -->
+    ± 1.2<!-- lr_story: arms.syllabus.val_accuracy.std -->
+    41 s<!-- lr_story: arms.syllabus.seconds.mean -->
+
+``lr_story`` is ``lessons/measured/lr_story.json`` (written by ``benchmarks/lr_story.py --write``, which
+``make measured`` runs); the key is a dotted path into it. The number before the marker (a unit such as
+``%`` or ``s`` may stand between) must equal the value rounded to the decimals written; a ``%`` means the
+value is a fraction printed as a percentage. Fast: it reads files only.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASURED = ROOT / "lessons" / "measured"
+MARKER = re.compile(r"([-+]?\d+(?:\.\d+)?)(\s*(?:%|s|x|×)?)\s*<!--\s*(\w+):\s*([\w.\-]+)\s*-->")
+PROSE = [ROOT / "README.md", *sorted((ROOT / "lessons").glob("*.ipynb"))]
+
+
+def _markdown(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        nb = nbformat.read(path, as_version=4)
+        return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    return path.read_text()
+
+
+def _lookup(data, key: str):
+    for part in key.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+def _claims():
+    out = []
+    for path in PROSE:
+        for m in MARKER.finditer(_markdown(path)):
+            out.append((path.name, *m.groups()))
+    return out
+
+
+def agrees(written: str, unit: str, value: float) -> bool:
+    """``written`` (with ``unit``) is ``value`` rounded as printed: a ``%`` scales a fraction by 100."""
+    decimals = len(written.split(".")[1]) if "." in written else 0
+    shown = value * 100 if unit.strip() == "%" else value
+    return f"{shown:.{decimals}f}" == f"{float(written):.{decimals}f}"
+
+
+def test_agrees_rounds_as_printed():
+    assert agrees("96.7", " %", 0.9666) and not agrees("96.6", " %", 0.9666)
+    assert agrees("0.967", "", 0.96666) and agrees("41", " s", 40.6) and not agrees("40", " s", 40.6)
+
+
+def test_measured_files_are_complete():
+    files = sorted(MEASURED.glob("*.json"))
+    assert files, "no measured numbers committed"
+    for path in files:
+        data = json.loads(path.read_text())
+        assert not data.get("quick"), f"{path.name} holds a smoke run (--quick), not a measurement"
+        for field in ("seeds", "torch", "machine", "date", "wall_seconds"):
+            assert field in data, f"{path.name} lacks {field}"
+        assert len(data["seeds"]) >= 3
+        for arm, row in data["arms"].items():
+            stats = row["val_accuracy"]
+            assert len(stats["per_seed"]) == len(data["seeds"]), arm
+            assert abs(sum(stats["per_seed"]) / len(stats["per_seed"]) - stats["mean"]) < 1e-3, arm
+
+
+def test_prose_cites_measured_numbers():
+    claims = _claims()
+    assert any(name == "03_learning_rate.ipynb" for name, *_ in claims), "lesson 3 cites no measured number"
+    for name, written, unit, source, key in claims:
+        path = MEASURED / f"{source}.json"
+        assert path.exists(), f"{name}: {written}{unit} cites {source}, but {path.name} is not committed"
+        value = _lookup(json.loads(path.read_text()), key)
+        assert agrees(written, unit, value), f"{name}: prose says {written}{unit}, {source}.json has {key} = {value}"
+
+
+@pytest.mark.parametrize("path", PROSE, ids=[p.name for p in PROSE])
+def test_no_malformed_marker(path):
+    """A marker that does not follow a number would be checked against nothing."""
+    text = _markdown(path)
+    markers = re.findall(r"<!--\s*\w+:\s*[\w.\-]+\s*-->", text)
+    assert len(markers) == len(MARKER.findall(text)), f"{path.name}: a measured-number marker follows no number"
