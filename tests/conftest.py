@@ -6,11 +6,12 @@ from __future__ import annotations
 # worker the next file as it frees up, so the long poles must start at once, not last.
 LONGEST_FIRST = [
     "test_nbgrader.py",  # a whole class through nbgrader and `ftlab grade` (minutes)
+    "test_hub.py",  # a real JupyterHub: the class, graded on submit in a browser (minutes)
     "test_lessons.py",  # six lessons headless
     "test_exercises.py",  # nbgrader validate on every notebook
     "test_cluster.py",
     "test_check_report.py",
-    "test_hub.py",
+    "test_service.py",
     "test_grading.py",
     "test_cli.py",
 ]
