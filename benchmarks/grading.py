@@ -38,14 +38,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-def make_course(parent: Path, assignment: str, n: int, hostile: dict[str, dict[str, str]] | None = None) -> Path:
-    """A course with ``n`` copies of the instructor's answers, and ``hostile`` students' (answers replaced)."""
-    course = parent / "course"
-    course.mkdir(parents=True)
-    shutil.copytree(ROOT / "solutions", course / "solutions")
-    shutil.copy(ROOT / "nbgrader_config.py", course)
-    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force"]
-    subprocess.run(cmd, cwd=course, env=_env(), check=True, capture_output=True)
+def answered_release(course: Path, assignment: str) -> tuple[Path, nbformat.NotebookNode]:
+    """The released notebook with the instructor's answers in it, and the source notebook it came from."""
     source = next((course / "solutions" / assignment).glob("*.ipynb"))
     release = nbformat.read(course / "exercises" / assignment / source.name, as_version=4)
     answers = {
@@ -56,6 +50,18 @@ def make_course(parent: Path, assignment: str, n: int, hostile: dict[str, dict[s
     for cell in release.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") in answers:
             cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
+    return source, release
+
+
+def make_course(parent: Path, assignment: str, n: int, hostile: dict[str, dict[str, str]] | None = None) -> Path:
+    """A course with ``n`` copies of the instructor's answers, and ``hostile`` students' (answers replaced)."""
+    course = parent / "course"
+    course.mkdir(parents=True)
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force"]
+    subprocess.run(cmd, cwd=course, env=_env(), check=True, capture_output=True)
+    source, release = answered_release(course, assignment)
     students = {f"student{i:03d}": {} for i in range(n)} | (hostile or {})
     for student, replaced in students.items():
         nb = nbformat.from_dict(release)

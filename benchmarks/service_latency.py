@@ -32,7 +32,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from grading import _env  # noqa: E402 -- the same environment as the class-throughput benchmark
+from grading import _env, answered_release  # noqa: E402 -- as in the class-throughput benchmark
 
 POINTS = {"ps1_parameters": 10, "ps4_bert_head": 10}
 
@@ -54,16 +54,7 @@ def make_course(parent: Path, assignments: list[str]) -> Path:
 
 def answered(course: Path, assignment: str) -> tuple[str, bytes]:
     """The released notebook with the instructor's answers in it: (notebook name, bytes)."""
-    source = next((course / "solutions" / assignment).glob("*.ipynb"))
-    nb = nbformat.read(course / "exercises" / assignment / source.name, as_version=4)
-    answers = {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in nbformat.read(source, as_version=4).cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in answers:
-            cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
+    source, nb = answered_release(course, assignment)
     return source.stem, nbformat.writes(nb).encode()
 
 
