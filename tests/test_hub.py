@@ -440,12 +440,11 @@ def test_class_releases_submits_collects_and_grades_through_the_hub(hub: Hub):
         assert 0 < scores[bob] < assignment.max_score, (scores, proc.stdout)
 
 
-def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
-    from playwright.sync_api import expect, sync_playwright
+@contextlib.contextmanager
+def _browser_logged_in(hub: Hub, student: str):
+    """Headless Chromium logged in to the hub as `student` (the hub spawns their server); a failure saves a screenshot."""
+    from playwright.sync_api import sync_playwright
 
-    student = STUDENTS[1]
-    lesson = nbformat.read(ROOT / "lessons" / LESSON, as_version=4)
-    explorer = next(i for i, c in enumerate(lesson.cells) if c.cell_type == "code" and "UnfreezeExplorer(" in c.source)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -456,40 +455,49 @@ def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
             page.fill("#password_input", hub.password)
             page.click("#login_submit")
             page.wait_for_url(re.compile(rf"/user/{student}/"), timeout=240_000)  # the hub spawns the server
-
-            own = hub.homes[student] / "lessons" / LESSON  # copied at the first start, and the student's own
-            assert own.read_bytes() == (ROOT / "lessons" / LESSON).read_bytes() and own.owner() == student
-            page.goto(f"{hub.url}/user/{student}/lab/tree/lessons/{LESSON}")
-            expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible(timeout=120_000)
-            status = page.locator(".jp-StatusBar-Widget", has_text="| Idle")
-            expect(status.first).to_be_visible(timeout=120_000)  # the kernel is up (code run before is dropped)
-            cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-            cells.first.click()
-            page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next
-            for i in range(explorer + 1):  # run the lesson down to the explorer, one cell at a time
-                page.keyboard.press("Shift+Enter")
-                if lesson.cells[i].cell_type == "code":
-                    prompt = cells.nth(i).locator(".jp-InputPrompt")
-                    expect(prompt).to_have_text(re.compile(r"\[\d+\]"), timeout=240_000)
-            cell = page.locator(".jp-NotebookPanel .jp-CodeCell", has=page.locator(".widget-slider"))
-            output = cell.locator(".jp-Cell-outputArea")
-            expect(output).to_contain_text("top 3 of", timeout=240_000)  # the kernel ran the lesson down to it
-            before = output.inner_text()
-            handle = output.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
-            handle.focus()
-            page.keyboard.press("ArrowRight")
-            expect(output).to_contain_text("top 4 of", timeout=60_000)
-            after = output.inner_text()
-            assert re.search(r"top 3 of \d+ groups", before) and re.search(r"top 4 of \d+ groups", after)
-            counts = [re.search(r"([\d,]+) of ([\d,]+) parameters", t).groups() for t in (before, after)]
-            (moved, total), (was, same_total) = counts[1], counts[0]
-            assert total == same_total and int(moved.replace(",", "")) > int(was.replace(",", ""))  # more trains
+            yield page
         except Exception:
             page.screenshot(path=str(FAILURE_SCREENSHOT))
             print(f"browser state saved: {FAILURE_SCREENSHOT}")
             raise
         finally:
             browser.close()
+
+
+def test_student_opens_lesson_2_in_a_browser_and_moves_its_slider(hub: Hub):
+    from playwright.sync_api import expect
+
+    student = STUDENTS[1]
+    lesson = nbformat.read(ROOT / "lessons" / LESSON, as_version=4)
+    explorer = next(i for i, c in enumerate(lesson.cells) if c.cell_type == "code" and "UnfreezeExplorer(" in c.source)
+    with _browser_logged_in(hub, student) as page:
+        own = hub.homes[student] / "lessons" / LESSON  # copied at the first start, and the student's own
+        assert own.read_bytes() == (ROOT / "lessons" / LESSON).read_bytes() and own.owner() == student
+        page.goto(f"{hub.url}/user/{student}/lab/tree/lessons/{LESSON}")
+        expect(page.locator(".jp-NotebookPanel .jp-Cell").first).to_be_visible(timeout=120_000)
+        status = page.locator(".jp-StatusBar-Widget", has_text="| Idle")
+        expect(status.first).to_be_visible(timeout=120_000)  # the kernel is up (code run before is dropped)
+        cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+        cells.first.click()
+        page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next
+        for i in range(explorer + 1):  # run the lesson down to the explorer, one cell at a time
+            page.keyboard.press("Shift+Enter")
+            if lesson.cells[i].cell_type == "code":
+                prompt = cells.nth(i).locator(".jp-InputPrompt")
+                expect(prompt).to_have_text(re.compile(r"\[\d+\]"), timeout=240_000)
+        cell = page.locator(".jp-NotebookPanel .jp-CodeCell", has=page.locator(".widget-slider"))
+        output = cell.locator(".jp-Cell-outputArea")
+        expect(output).to_contain_text("top 3 of", timeout=240_000)  # the kernel ran the lesson down to it
+        before = output.inner_text()
+        handle = output.locator(".widget-slider .noUi-handle, .widget-slider .ui-slider-handle").first
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        expect(output).to_contain_text("top 4 of", timeout=60_000)
+        after = output.inner_text()
+        assert re.search(r"top 3 of \d+ groups", before) and re.search(r"top 4 of \d+ groups", after)
+        counts = [re.search(r"([\d,]+) of ([\d,]+) parameters", t).groups() for t in (before, after)]
+        (moved, total), (was, same_total) = counts[1], counts[0]
+        assert total == same_total and int(moved.replace(",", "")) > int(was.replace(",", ""))  # more trains
 
 
 # --------------------------------------------------------------------------- graded on submit
@@ -579,7 +587,7 @@ def _feedback_page(hub: Hub, page, student: str, name: str) -> str:
 
 
 def test_students_get_feedback_on_submit_through_the_assignments_tab(hub: Hub):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     alice, bob = STUDENTS
     teacher = hub.token_for(INSTRUCTOR)
@@ -601,98 +609,83 @@ def test_students_get_feedback_on_submit_through_the_assignments_tab(hub: Hub):
     )
     assert r.status_code == 200, r.text
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.set_default_timeout(120_000)
-            page.goto(f"{hub.url}/hub/login")
-            page.fill("#username_input", alice)
-            page.fill("#password_input", hub.password)
-            page.click("#login_submit")
-            page.wait_for_url(re.compile(rf"/user/{alice}/"), timeout=240_000)
+    with _browser_logged_in(hub, alice) as page:
 
-            def open_assignments() -> None:
-                page.goto(f"{hub.url}/user/{alice}/lab")
-                page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
-                page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
-                expect(page.locator("#fetched_assignments_list")).to_contain_text(TOY, timeout=120_000)
+        def open_assignments() -> None:
+            page.goto(f"{hub.url}/user/{alice}/lab")
+            page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+            page.locator(".lm-Menu-itemLabel", has_text="Assignment List").click()
+            expect(page.locator("#fetched_assignments_list")).to_contain_text(TOY, timeout=120_000)
 
-            def submit(answer: str) -> str:
-                before = len(_submissions(hub, alice))
-                _write_answer(hub, alice, tokens[alice], answer)
-                open_assignments()
-                row = page.locator("#fetched_assignments_list .list_item", has_text=TOY).first
-                row.locator("button", has_text="Submit").click()
-                deadline = time.monotonic() + 120
-                while len(_submissions(hub, alice)) == before:
-                    assert time.monotonic() < deadline, "the Submit button made no submission"
-                    time.sleep(0.2)
-                return _submissions(hub, alice)[-1]
+        def submit(answer: str) -> str:
+            before = len(_submissions(hub, alice))
+            _write_answer(hub, alice, tokens[alice], answer)
+            open_assignments()
+            row = page.locator("#fetched_assignments_list .list_item", has_text=TOY).first
+            row.locator("button", has_text="Submit").click()
+            deadline = time.monotonic() + 120
+            while len(_submissions(hub, alice)) == before:
+                assert time.monotonic() < deadline, "the Submit button made no submission"
+                time.sleep(0.2)
+            return _submissions(hub, alice)[-1]
 
-            def fetch_and_read(name: str) -> str:
-                open_assignments()
-                row = page.locator("#submitted_assignments_list .list_item", has_text=TOY).first
-                row.locator("button", has_text="Fetch Feedback").first.click()
-                submission = page.locator("#submitted_assignments_list .nested_list_item", has_text=name.split("+")[2])
-                expect(submission).to_contain_text("view feedback", timeout=60_000)
-                return _feedback_page(hub, page, alice, name)
+        def fetch_and_read(name: str) -> str:
+            open_assignments()
+            row = page.locator("#submitted_assignments_list .list_item", has_text=TOY).first
+            row.locator("button", has_text="Fetch Feedback").first.click()
+            submission = page.locator("#submitted_assignments_list .nested_list_item", has_text=name.split("+")[2])
+            expect(submission).to_contain_text("view feedback", timeout=60_000)
+            return _feedback_page(hub, page, alice, name)
 
-            # a wrong answer: graded on submit, the feedback says what failed
-            first = submit(WRONG)
-            assert _outcome(hub, alice, first) == "graded; feedback released"
-            text = fetch_and_read(first)
-            assert "Your result: 0 / 2 points" in text and "answer(): got 41 where 42 was expected" in text, text
+        # a wrong answer: graded on submit, the feedback says what failed
+        first = submit(WRONG)
+        assert _outcome(hub, alice, first) == "graded; feedback released"
+        text = fetch_and_read(first)
+        assert "Your result: 0 / 2 points" in text and "answer(): got 41 where 42 was expected" in text, text
 
-            # fixed and submitted again: the new score
-            second = submit(RIGHT)
-            assert _outcome(hub, alice, second) == "graded; feedback released"
-            assert "Your result: 2 / 2 points" in fetch_and_read(second)
+        # fixed and submitted again: the new score
+        second = submit(RIGHT)
+        assert _outcome(hub, alice, second) == "graded; feedback released"
+        assert "Your result: 2 / 2 points" in fetch_and_read(second)
 
-            # the service is killed while it grades; the hub restarts it; the submission is graded all the same
-            third = submit(RIGHT)
-            _outcome(hub, alice, third, in_flight=True)
-            pids = _serve_pids()
-            assert pids, "no ftlab serve process of the course account"
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)
-            assert _outcome(hub, alice, third) == "graded; feedback released"
-            assert f"grading again after a restart: {third}" in hub.log.read_text(errors="replace")
-            assert "Your result: 2 / 2 points" in fetch_and_read(third)
+        # the service is killed while it grades; the hub restarts it; the submission is graded all the same
+        third = submit(RIGHT)
+        _outcome(hub, alice, third, in_flight=True)
+        pids = _serve_pids()
+        assert pids, "no ftlab serve process of the course account"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        assert _outcome(hub, alice, third) == "graded; feedback released"
+        assert f"grading again after a restart: {third}" in hub.log.read_text(errors="replace")
+        assert "Your result: 2 / 2 points" in fetch_and_read(third)
 
-            # the deadline passes: a late submission still gets feedback, the gradebook keeps the on-time grade
-            subprocess.run(
-                [
-                    str(BIN / "python"),
-                    "-c",
-                    "import datetime\nfrom nbgrader.api import Gradebook\n"
-                    "with Gradebook('sqlite:///gradebook.db') as gb:\n"
-                    f"    gb.update_or_create_assignment({TOY!r}, duedate=datetime.datetime.utcnow())",
-                ],
-                cwd=hub.course,
-                user=GRADER,
-                group=GRADER,
-                extra_groups=[],
-                check=True,
-                capture_output=True,
-                env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(hub.course)},
-            )
-            late = submit(WRONG)
-            assert _outcome(hub, alice, late) == "graded; feedback released"
-            assert "Your result: 0 / 2 points" in fetch_and_read(late)
+        # the deadline passes: a late submission still gets feedback, the gradebook keeps the on-time grade
+        subprocess.run(
+            [
+                str(BIN / "python"),
+                "-c",
+                "import datetime\nfrom nbgrader.api import Gradebook\n"
+                "with Gradebook('sqlite:///gradebook.db') as gb:\n"
+                f"    gb.update_or_create_assignment({TOY!r}, duedate=datetime.datetime.utcnow())",
+            ],
+            cwd=hub.course,
+            user=GRADER,
+            group=GRADER,
+            extra_groups=[],
+            check=True,
+            capture_output=True,
+            env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(hub.course)},
+        )
+        late = submit(WRONG)
+        assert _outcome(hub, alice, late) == "graded; feedback released"
+        assert "Your result: 0 / 2 points" in fetch_and_read(late)
 
-            # over the limit (4 an hour): not graded, and the page says when the next attempt can be
-            refused = submit(RIGHT)
-            assert _outcome(hub, alice, refused) == "not graded: attempt limit"
-            text = fetch_and_read(refused)
-            assert "attempt limit" in text and f"all {TOY_LIMIT} graded attempts allowed per hour" in text, text
-            assert re.search(r"submit after \d{4}-\d\d-\d\d \d\d:\d\d UTC", text), text
-        except Exception:
-            page.screenshot(path=str(FAILURE_SCREENSHOT))
-            print(f"browser state saved: {FAILURE_SCREENSHOT}")
-            raise
-        finally:
-            browser.close()
+        # over the limit (4 an hour): not graded, and the page says when the next attempt can be
+        refused = submit(RIGHT)
+        assert _outcome(hub, alice, refused) == "not graded: attempt limit"
+        text = fetch_and_read(refused)
+        assert "attempt limit" in text and f"all {TOY_LIMIT} graded attempts allowed per hour" in text, text
+        assert re.search(r"submit after \d{4}-\d\d-\d\d \d\d:\d\d UTC", text), text
 
     # bob sees his own feedback, and only his
     (bobs,) = _submissions(hub, bob)
