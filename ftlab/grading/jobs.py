@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .protocol import GradingError
+
 __all__ = ["Job", "JobResult", "run_job", "course_files"]
 
 
@@ -96,6 +98,28 @@ def _die_with_parent() -> None:
         pass
 
 
+def nbgrader_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with this interpreter's bin first on PATH: nbgrader
+    calls its own console scripts (alembic), which must come from the same environment."""
+    env = dict(os.environ if base is None else base)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def run_nbgrader(args: list[str], cwd: Path, timeout: float = 600) -> None:
+    """Run one nbgrader command to its end; a failure raises GradingError with the end of its output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=cwd,
+        env=nbgrader_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise GradingError(f"nbgrader {args[0]} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+
+
 def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
     """Run nbgrader; (returncode, output), returncode None when the wall clock ran out."""
     proc = subprocess.Popen(
@@ -130,8 +154,7 @@ def run_job(job: Job, common: dict[str, bytes] | None = None) -> JobResult:
                 raise ValueError(f"job file {rel!r} is outside the job's course")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        env = {**os.environ, **job.env}
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env = nbgrader_env({**os.environ, **job.env})
         args = ["autograde", job.assignment, f"--student={job.student}", f"--notebook={job.pattern}", "--force"]
         rc, out = _run_nbgrader(args + job.args, course, env, job.wall_clock)
         graded = course / "autograded" / job.student / job.assignment

@@ -26,14 +26,14 @@ import os
 import re
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from nbgrader.utils import notebook_hash
 
 from .intake import read_regular_file
+from .jobs import run_nbgrader
+from .protocol import GradingError
 
 __all__ = ["read_secret", "release", "generate_feedback", "status_page", "feedback_config"]
 
@@ -105,7 +105,7 @@ def generate_feedback(
 ) -> dict[str, bytes]:
     """``nbgrader generate_feedback`` for one student from ``course_root``'s gradebook and autograded notebooks.
 
-    Returns notebook name -> HTML. Raises RuntimeError (with nbgrader's output) when it fails.
+    Returns notebook name -> HTML. Raises GradingError (with nbgrader's output) when it fails or writes no page.
     """
     graded = course_root / "autograded" / student / assignment
     with tempfile.TemporaryDirectory(prefix="ftlab-feedback-") as tmp:
@@ -114,19 +114,9 @@ def generate_feedback(
         (work / "nbgrader_config.py").write_text(feedback_config(config, hidden_pass_fail))
         shutil.copy(course_root / "gradebook.db", work / "gradebook.db")
         shutil.copytree(graded, work / "autograded" / student / assignment, symlinks=True)  # made by the grader
-        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        proc = subprocess.run(
-            [sys.executable, "-m", "nbgrader", "generate_feedback", assignment, f"--student={student}", "--force"],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        run_nbgrader(["generate_feedback", assignment, f"--student={student}", "--force"], work, timeout)
         out = work / "feedback" / student / assignment
         pages = {p.stem: p.read_bytes() for p in sorted(out.glob("*.html"))} if out.is_dir() else {}
-        if proc.returncode != 0 or not pages:
-            raise RuntimeError(
-                f"nbgrader generate_feedback exited {proc.returncode}: {(proc.stdout + proc.stderr)[-2000:]}"
-            )
+        if not pages:
+            raise GradingError(f"nbgrader generate_feedback wrote no page for {student}'s {assignment}")
         return pages

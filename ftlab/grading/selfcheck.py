@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,6 +38,7 @@ from nbformat.notebooknode import NotebookNode
 from .driver import NotebookResult, _config, grade_class
 from .feedback import Outcome, fix_first, outcomes, state_of, totals
 from .feedback_page import Page, render
+from .jobs import run_nbgrader
 from .protocol import GradingError
 
 __all__ = ["Located", "CheckResult", "locate", "check", "build_parser", "run_cli"]
@@ -125,16 +125,6 @@ def locate(notebook: Path, course: Path | None = None) -> Located:
     return Located(notebook, assignment, notebook.stem, roots[0] / "nbgrader_config.py", notebook, False)
 
 
-def _nbgrader(args: list[str], cwd: Path) -> None:
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # nbgrader's alembic
-    proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        raise GradingError(f"nbgrader {args[0]} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
-
-
 def _private_course(tmp: Path, found: Located) -> Path:
     """A course of one assignment and one student: config, source, generated release, the copy submitted."""
     root = tmp / "course"
@@ -155,7 +145,7 @@ def _private_course(tmp: Path, found: Located) -> Path:
             and not c.metadata.get("nbgrader")
         ]
         nbformat.write(source, target / f"{found.name}.ipynb")
-    _nbgrader(["generate_assignment", found.assignment, "--force"], root)
+    run_nbgrader(["generate_assignment", found.assignment, "--force"], root)
     submitted = root / "submitted" / STUDENT / found.assignment
     submitted.mkdir(parents=True)
     shutil.copyfile(found.notebook, submitted / f"{found.name}.ipynb")
