@@ -5,7 +5,8 @@ from __future__ import annotations
 # The longest files first: `make test` runs files on two workers (pytest-xdist, --dist loadfile), handing each
 # worker the next file as it frees up, so the long poles must start at once, not last.
 LONGEST_FIRST = [
-    "test_nbgrader.py",  # a whole class through nbgrader and `ftlab grade` (minutes)
+    "test_nbgrader.py",  # half a class through nbgrader and `ftlab grade`, hostile students (minutes)
+    "test_nbgrader_training.py",  # the other half: the assignments that train (minutes)
     "test_hub.py",  # a real JupyterHub: the class, graded on submit in a browser (minutes)
     "test_lessons.py",  # six lessons headless
     "test_exercises.py",  # nbgrader validate on every notebook

@@ -1,6 +1,6 @@
 """A course as an instructor sets one up from this repository, for the tests that grade: one set of helpers.
 
-``test_nbgrader`` (the class), ``test_cluster`` (Dask) and ``benchmarks/grading.py`` build
+``classroom`` (the class tests), ``test_cluster`` (Dask) and ``benchmarks/grading.py`` build
 courses, fill in answers and call ``nbgrader`` / ``ftlab grade`` the same way through here.
 """
 

@@ -1,14 +1,14 @@
-"""The instructor's workflow end to end: a whole class through nbgrader and ``ftlab grade``.
+"""The instructor's workflow end to end: a class through nbgrader and ``ftlab grade``, ps1-ps4.
 
 Offline on CPU with ``FTLAB_FAST=1``: three ordinary students, six broken and sixteen
 hostile submissions through generate, release, submit, collect, ``ftlab grade``
-(sandboxed), grading by hand, a failed re-grade, feedback and export. The notebooks
+(sandboxed), grading by hand, a failed re-grade, feedback and export. The other half of the
+class (ps5-ps9, the assignments that train) is ``test_nbgrader_training.py``. The notebooks
 themselves, ``nbgrader validate`` and :class:`RobustExecute` are in ``test_exercises.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -19,11 +19,24 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from course import ASSIGNMENTS, WRITTEN, nbgrader
+from classroom import (
+    EXPECTED,
+    HALVES,
+    autograded,
+    check_feedback,
+    check_full_partial_and_zero_marks,
+    check_solution_autogrades_to_full_marks,
+    class_test,
+    exchange_step,
+    grade_by_hand,
+    hand_in,
+    open_class,
+    release_feedback_and_export,
+)
 from course import answers as _answers
 from course import ftlab_grade as _ftlab_grade
-from course import make_course as _make_course
 from course import meta as _meta
+from course import nbgrader
 from course import notebooks as _notebooks
 from course import report as _report
 from course import work_on as _work_on
@@ -31,36 +44,6 @@ from procs import command_lines
 
 # --------------------------------------------------------------------------- slow: a whole class
 
-EXPECTED = {  # final scores after the written answers were graded by hand
-    "alice": {a: total for a, (_, total) in ASSIGNMENTS.items()},  # everything right
-    "bob": {
-        "ps1_parameters": 5,
-        "ps2_layerwise_lr": 4,
-        "ps3_freezing": 6,
-        "ps4_bert_head": 5,
-        "ps5_finetune": 2,
-        "ps6_strategy_choice": 6,
-        "ps7_domain_shift": 2,
-        "ps8_minilm_polarity": 0,
-        "ps9_pipeline": 4,
-    },
-    "carol": dict.fromkeys(ASSIGNMENTS, 0),  # submitted the notebooks untouched
-}
-BOB_SOLVES = {  # the partial student's answered cells
-    "ps1_parameters": ["count_params", "linear_params"],  # 3 + 2
-    "ps2_layerwise_lr": ["layerwise_lrs", "why_smaller_lr"],  # 3 + 1 by hand
-    "ps3_freezing": ["freeze_bottom", "unfreeze_plan", "which_layers_first"],  # 3 + 2 + 1 by hand
-    "ps4_bert_head": ["cls_logits", "softmax"],  # 2 + 3
-    "ps5_finetune": ["freeze"],  # 2: froze the bottom, never trained
-    "ps6_strategy_choice": ["choose_strategy", "justify_strategy"],  # 4 + 2 by hand
-    "ps7_domain_shift": ["features"],  # 2
-    "ps8_minilm_polarity": [],  # never trained
-    "ps9_pipeline": ["prepare", "metrics"],  # 2 + 2: never trained
-}
-HAND_GRADES = {
-    "alice": {k: p for k, (_, p) in WRITTEN.items()},
-    "bob": {"why_smaller_lr": 1, "which_layers_first": 1, "justify_strategy": 2},
-}
 # broken ps1 submissions next to the three students above: status in the driver's report, score
 BROKEN = {
     "dan_loop": ("timeout", 8),  # `while True` before linear_params: interrupted, that test 0
@@ -75,47 +58,6 @@ WIDGET_CELLS = [
     "display(widgets.IntSlider(value=3))\nwidgets.interact(lambda k: k * 2, k=(1, 5))\nfor _ in tqdm(range(3)):\n    pass",
     "name = input('Your name: ')",
 ]
-
-
-def _exchange(step: str, course: Path, exchange: Path, assignment: str, student: str = "", workspace: Path = None):
-    """One exchange step, in process: the classes behind `nbgrader release_assignment`,
-    `fetch_assignment`, `submit` and `collect` (each CLI call would cost seconds of imports)."""
-    from nbgrader.auth import Authenticator
-    from nbgrader.coursedir import CourseDirectory
-    from nbgrader.exchange.default import (
-        ExchangeFetchAssignment,
-        ExchangeReleaseAssignment,
-        ExchangeSubmit,
-    )
-    from traitlets.config.loader import PyFileConfigLoader
-
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-    config.CourseDirectory.root = str(course)
-    config.CourseDirectory.assignment_id = assignment
-    config.Exchange.root = str(exchange)
-    config.ExchangeCollect.check_owner = False  # all simulated students are this OS user
-    if student:
-        config.CourseDirectory.student_id = student
-    if workspace is not None:
-        config.Exchange.assignment_dir = str(workspace)
-    from ftlab.grading.intake import SafeExchangeCollect
-
-    assert config.ExchangeFactory.collect == "ftlab.grading.intake.SafeExchangeCollect"  # the course's setting
-    cls = {
-        "release": ExchangeReleaseAssignment,
-        "fetch": ExchangeFetchAssignment,
-        "submit": ExchangeSubmit,
-        "collect": SafeExchangeCollect,
-    }[step]
-    cls(coursedir=CourseDirectory(config=config), authenticator=Authenticator(config=config), config=config).start()
-
-
-def _student(course, exchange, workspaces, student, assignment, edit) -> None:
-    workspace = workspaces / student
-    workspace.mkdir(exist_ok=True)
-    _exchange("fetch", course, exchange, assignment, workspace=workspace)
-    edit(workspace / assignment / f"{ASSIGNMENTS[assignment][0]}.ipynb")
-    _exchange("submit", course, exchange, assignment, student=student, workspace=workspace)
 
 
 def _broken_edits() -> dict:
@@ -362,52 +304,16 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _autograded(course: Path, student: str) -> dict[str, tuple]:
-    """Per assignment: (score, max score, needs grading by hand, the autograded cells that lost points)."""
-    from nbgrader.api import Gradebook
-
-    out = {}
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for assignment in ASSIGNMENTS:
-            submission = gb.find_submission(assignment, student)
-            grades = [g for notebook in submission.notebooks for g in notebook.grades]
-            failed = {g.name: g.auto_score for g in grades if g.auto_score is not None and g.auto_score < g.max_score}
-            out[assignment] = (submission.score, submission.max_score, submission.needs_manual_grade, failed)
-    return out
-
-
-def class_test(test):
-    """Slow, and the first to run builds the class (several minutes): a longer timeout."""
-    return pytest.mark.slow(pytest.mark.timeout(2400)(test))
-
-
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
-    """generate -> release -> submit -> collect -> autograde -> grade by hand -> feedback -> export."""
-    from nbgrader.api import Gradebook
-
+    """ps1-ps4: generate -> release -> submit -> collect -> autograde -> grade by hand -> feedback -> export,
+    with the broken and hostile submissions among the class's."""
     from ftlab.grading.sandbox import check_available
 
     problem = check_available()
     assert problem is None, f"the grading tests need a working sandbox: {problem}"
-    tmp = tmp_path_factory.mktemp("class")
-    course, exchange, workspaces = _make_course(tmp), tmp / "exchange", tmp / "students"
-    exchange.mkdir()
-    workspaces.mkdir()
-    nbgrader("generate_assignment", "*", "--force", cwd=course)
-    for assignment in ASSIGNMENTS:
-        _exchange("release", course, exchange, assignment)
-        full = _answers(assignment)
-        partial = {k: v for k, v in full.items() if k in BOB_SOLVES[assignment]}
-        if "why_smaller_lr" in partial:
-            partial["why_smaller_lr"] = "Smaller steps keep the pretrained weights."
-        if "which_layers_first" in partial:
-            partial["which_layers_first"] = "The head, because it is new."
-        if "justify_strategy" in partial:
-            partial["justify_strategy"] = "Fine-tune the top layers: little data, and X-rays are not photos."
-        for student, answers in (("alice", full), ("bob", partial), ("carol", {})):
-            _student(course, exchange, workspaces, student, assignment, lambda p, a=answers: _work_on(p, a))
-        _exchange("collect", course, exchange, assignment)
+    room = open_class(tmp_path_factory.mktemp("class"), "ps[1-4]_*")
+    course, exchange = room.course, room.exchange
 
     # Plain nbgrader for assignment 2 (the same sandboxed executor) ...
     nbgrader("autograde", "ps2_layerwise_lr", cwd=course)
@@ -433,24 +339,16 @@ def graded_class(tmp_path_factory):
     thread.start()
     edits = {**_broken_edits(), **_attack_edits(course, listener.getsockname()[1])}
     for student, edit in edits.items():
-        _student(course, exchange, workspaces, student, "ps1_parameters", edit)
+        hand_in(room, student, "ps1_parameters", edit)
     _plant_links(course, exchange)
-    _exchange("collect", course, exchange, "ps1_parameters")
+    exchange_step("collect", course, exchange, "ps1_parameters")
     for student, edit in _ps4_attack_edits().items():
-        _student(course, exchange, workspaces, student, "ps4_bert_head", edit)
-    _exchange("collect", course, exchange, "ps4_bert_head")
-    # ... and `ftlab grade`, two at a time, for the others: ps4 with its hostile students, ps1 with the broken
-    # and hostile ones, ps3 and ps5-ps9 (ps5, ps7, ps8 and ps9 train a network: long per-notebook budgets).
+        hand_in(room, student, "ps4_bert_head", edit)
+    exchange_step("collect", course, exchange, "ps4_bert_head")
+    # ... and `ftlab grade`, two at a time, for the others: ps4 with its hostile students, ps3, and ps1 with the
+    # broken and hostile ones (ps5-ps9 are graded in test_nbgrader_training.py, at the same time on the other worker).
     ps4 = _ftlab_grade(course, "ps4_bert_head", "--fast", "--jobs=2", "--Execute.timeout=45")
-    for assignment in (
-        "ps3_freezing",
-        "ps5_finetune",
-        "ps6_strategy_choice",
-        "ps7_domain_shift",
-        "ps8_minilm_polarity",
-        "ps9_pipeline",
-    ):
-        _ftlab_grade(course, assignment, "--fast", "--jobs=2")
+    _ftlab_grade(course, "ps3_freezing", "--fast", "--jobs=2")
     sources = _snapshot(course / "solutions")
     submitted_alice = _snapshot(course / "submitted" / "alice")
     refused = _ftlab_grade(course, "ps1_parameters", "--no-such-option", check=False)
@@ -461,7 +359,7 @@ def graded_class(tmp_path_factory):
     lingering = _marked_processes()
     report = _report(course / "reports" / "ps1_parameters.csv")
     report_ps4 = _report(course / "reports" / "ps4_bert_head.csv")
-    alice_autograded = _autograded(course, "alice")  # before anything is graded by hand
+    alice_autograded = autograded(room, "alice")  # before anything is graded by hand
     attacked = SimpleNamespace(
         received=received,
         lingering=lingering,
@@ -470,13 +368,7 @@ def graded_class(tmp_path_factory):
         pwned=[p for p in (course / "PWNED", Path("~root").expanduser() / "PWNED") if p.exists()],
     )
 
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for student, grades in HAND_GRADES.items():
-            for grade_id, points in grades.items():
-                assignment, _ = WRITTEN[grade_id]
-                grade = gb.find_grade(grade_id, ASSIGNMENTS[assignment][0], assignment, student)
-                grade.manual_score = points
-        gb.db.commit()
+    grade_by_hand(room)
 
     # Re-grades that fail leave what was there: a wall clock that kills nbgrader (bob's ps2 has a hand grade) ...
     guard = course / "reports" / "wall_clock.csv"
@@ -485,11 +377,9 @@ def graded_class(tmp_path_factory):
     unsandboxed = course / "reports" / "no_sandbox.csv"
     _ftlab_grade(course, "ps1_parameters", "--student=alice", "--fast", "--no-sandbox", f"--report={unsandboxed}")
 
-    nbgrader("generate_feedback", "*", cwd=course)
-    nbgrader("export", "--to", "grades.csv", cwd=course)
-    with open(course / "grades.csv") as fh:
-        grades = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(fh)}
+    grades = release_feedback_and_export(room)
     return SimpleNamespace(
+        room=room,
         course=course,
         grades=grades,
         report=report,
@@ -505,24 +395,16 @@ def graded_class(tmp_path_factory):
 
 
 @class_test
-@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+@pytest.mark.parametrize("assignment", HALVES["ps[1-4]_*"])
 def test_solution_autogrades_to_full_marks(graded_class, assignment):
     """The instructor's answers in a student's copy (alice), autograded in the class (sandboxed, hidden tests in
     the grader): every autograded point, and the written answers left for grading by hand."""
-    score, max_score, needs_manual_grade, failed = graded_class.alice_autograded[assignment]
-    by_hand = sum(points for a, points in WRITTEN.values() if a == assignment)
-    total = ASSIGNMENTS[assignment][1]
-    assert (score, max_score) == (total - by_hand, total), failed
-    assert needs_manual_grade == (by_hand > 0)
+    check_solution_autogrades_to_full_marks(graded_class.alice_autograded, assignment)
 
 
 @class_test
 def test_class_gets_full_partial_and_zero_marks(graded_class):
-    for student, scores in EXPECTED.items():
-        for assignment, score in scores.items():
-            row = graded_class.grades[(student, assignment)]
-            assert float(row["score"]) == score, (student, assignment, row)
-            assert float(row["max_score"]) == ASSIGNMENTS[assignment][1]
+    check_full_partial_and_zero_marks(graded_class.room, graded_class.grades)
 
 
 @class_test
@@ -644,13 +526,8 @@ def test_tampered_tests_are_replaced_by_the_instructors(graded_class):
 
 @class_test
 def test_feedback_for_every_graded_notebook(graded_class):
+    check_feedback(graded_class.room)
     feedback = graded_class.course / "feedback"
-    for student, scores in EXPECTED.items():
-        for assignment, (name, total) in ASSIGNMENTS.items():
-            html = (feedback / student / assignment / f"{name}.html").read_text()
-            first = re.search(r"Score: ([\d.]+) / ([\d.]+)", html).groups()  # the notebook total comes first
-            assert tuple(map(float, first)) == (scores[assignment], total), (student, assignment)
-            assert "BEGIN HIDDEN TESTS" not in html and "END HIDDEN TESTS" not in html, (student, assignment)
     for student, (status, _) in BROKEN.items():
         exists = (feedback / student / "ps1_parameters" / "parameters.html").exists()
         assert exists == (status != "invalid-notebook"), student
