@@ -381,6 +381,32 @@ def test_the_environment_is_mounted_after_the_tmpfs_that_could_hide_it():
     assert binds and binds[0] > first_tmpfs
 
 
+def test_a_venv_reached_through_a_linked_folder_is_started_by_its_real_path(tmp_path, monkeypatch):
+    """The sandbox mounts real paths only: a venv reached through a link (a git worktree's `.venv`) must be
+    started by its real folder, or the kernel dies before its first reply."""
+    from ftlab.grading import sandbox
+    from ftlab.grading.link import SandboxKernelManager
+
+    real_bin = os.path.realpath(os.path.dirname(sys.executable))
+    (tmp_path / "checkout").mkdir()
+    (tmp_path / "checkout" / ".venv").symlink_to(os.path.dirname(real_bin), target_is_directory=True)
+    linked = str(tmp_path / "checkout" / ".venv" / "bin" / os.path.basename(sys.executable))
+    monkeypatch.setattr(sys, "executable", linked)
+    assert sandbox.sandbox_python() == os.path.join(real_bin, os.path.basename(linked))
+    assert os.path.islink(sandbox.sandbox_python()) or os.path.isfile(sandbox.sandbox_python())
+    box = Sandbox()
+    try:
+        assert box.environment()["PATH"].startswith(real_bin + ":")
+        manager = SandboxKernelManager()
+        manager.sandbox, manager.channel_dir, manager.request_dir = box, str(tmp_path), str(tmp_path)
+        manager.reply_path, manager.connection_file = str(tmp_path / "r"), str(tmp_path / "k.json")
+        argv = manager.format_kernel_cmd()
+    finally:
+        box.stop()
+    inside = argv[next(i for i, a in enumerate(argv) if a.endswith("bwrap")) :]  # what runs in the sandbox
+    assert sandbox.sandbox_python() in inside and linked not in inside, inside
+
+
 # --------------------------------------------------------------------------- the executor against hostile kernels
 
 

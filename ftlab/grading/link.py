@@ -76,7 +76,8 @@ class SandboxKernelManager(AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     def format_kernel_cmd(self, extra_arguments=None):
-        argv = [sys.executable, "-m", "ftlab.grading.kernel", "-f", self.connection_file]
+        python = sys.executable if self.sandbox is None else sb.sandbox_python()
+        argv = [python, "-m", "ftlab.grading.kernel", "-f", self.connection_file]
         for name in self.guards:
             argv += ["--guard", name]
         if self.sandbox is None:

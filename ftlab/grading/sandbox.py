@@ -160,6 +160,16 @@ class _Cgroup:
 # --------------------------------------------------------------------------- the sandbox
 
 
+def sandbox_python() -> str:
+    """The environment's interpreter, named through the real path of its folder.
+
+    The sandbox mounts real paths only, so a venv reached through a linked folder (a git worktree's
+    ``.venv -> ../main/.venv``) does not exist inside it. Only the folder is resolved: a venv's ``python`` is
+    itself a link to the base interpreter, and following it would leave the venv.
+    """
+    return os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+
+
 def _python_paths() -> list[str]:
     """Folders of the Python environment to mount read-only (never the course folder)."""
     import ftlab
@@ -198,7 +208,7 @@ class Sandbox:
         self._cgroup: _Cgroup | None = None
 
     def environment(self) -> dict[str, str]:
-        bin_dir = os.path.dirname(sys.executable)
+        bin_dir = os.path.dirname(sandbox_python())
         env = {
             "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
             "HOME": HOME,
