@@ -95,8 +95,9 @@ def probe(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     *activations*: ``x`` and every tensor autograd saves for the backward pass,
     weights and buffers excluded, each storage once (a saved view of a tensor
     already counted adds nothing). *workspace*: the largest input + output of any
-    one module, which exist at the same time even where nothing is saved. Runs in ``train()`` mode, as training does (ftlab's frozen BatchNorm
-    layers stay in eval); the model's buffers and modes are restored afterwards.
+    one module, which exist at the same time even where nothing is saved. Runs
+    in ``train()`` mode, as training does (ftlab's frozen BatchNorm layers stay
+    in eval); the model's buffers and modes are restored afterwards.
     """
     state = [(b, b.detach().clone()) for b in model.buffers()]
     modes = [(m, m.training) for m in model.modules()]
@@ -136,9 +137,11 @@ def memory_estimate(
 ) -> MemoryEstimate:
     """What one training step of ``model`` needs, in bytes, for batches of ``batch_size`` inputs.
 
-    ``input_shape`` is one example's shape, e.g. ``(3, 224, 224)``; the
-    trainable parameters are those with ``requires_grad`` (freeze first, then
-    estimate); ``optimizer`` is a key of :data:`OPTIMIZER_STATES`. Parameters,
+    ``input_shape`` is one example's shape, e.g. ``(3, 224, 224)`` (the probe
+    batches are random floats: for image models and others fed floats, not
+    token ids); the trainable parameters are those with ``requires_grad``
+    (freeze first, then estimate); ``optimizer`` is a key of
+    :data:`OPTIMIZER_STATES`. Parameters,
     gradients and optimizer state are counted; activations and workspace are
     measured on batches of 2 and 4 and extrapolated linearly (module docstring).
 
