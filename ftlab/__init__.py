@@ -2,7 +2,8 @@
 
 Modules are named for concepts: :mod:`ftlab.layers` (layer groups, freezing,
 parameter counts), :mod:`ftlab.optim` (layer-wise learning rates, gradual
-unfreezing), :mod:`ftlab.lr_find` (the learning-rate range test), :mod:`ftlab.utils` (seeding, device); :mod:`ftlab.train` is the
+unfreezing), :mod:`ftlab.lr_find` (the learning-rate range test), :mod:`ftlab.memory` (the memory a training
+step needs), :mod:`ftlab.utils` (seeding, device); :mod:`ftlab.train` is the
 training loop, its settings one :class:`ftlab.config.FitConfig`, its helpers
 :mod:`ftlab.batches`, :mod:`ftlab.precision`, :mod:`ftlab.schedules`,
 :mod:`ftlab.evaluation` and :mod:`ftlab.history`; :mod:`ftlab.models` is a
@@ -22,6 +23,7 @@ from .layers import (
     unfreeze_top,
 )
 from .lr_find import LRFindResult, lr_find
+from .memory import MemoryEstimate, memory_estimate
 from .optim import layerwise_lrs, param_groups, unfreeze_schedule
 from .utils import fast_mode, get_device, seed_everything
 
@@ -30,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LRFindResult",
     "LayerGroup",
+    "MemoryEstimate",
     "count_parameters",
     "fast_mode",
     "format_parameter_table",
@@ -39,6 +42,7 @@ __all__ = [
     "layerwise_lrs",
     "lr_find",
     "make_groups",
+    "memory_estimate",
     "param_groups",
     "parameter_table",
     "seed_everything",
