@@ -33,10 +33,14 @@ system-deps:
 demo: $(VENV)/.installed
 	$(BIN)/ftlab compare --seeds 3 --image-size 32 --max-per-class 100 --out runs/compare
 
-# Two workers, one test file each at a time (the class test's module fixture stays in one process).
+# Three workers, one test file each at a time (a module fixture stays in one process). Three on a 2-core machine:
+# a quarter of a two-worker run is spent waiting (kernels starting, the hub, the browser, Dask), and a third
+# worker fills it. --no-loadscope-reorder keeps tests/conftest.py's order (the longest files first); by default
+# xdist hands out the files with the most tests first, which started the hub and the cluster last.
+WORKERS ?= 3
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The edit-test loop: lint and every test except the slow ones (nbgrader runs, the hub, the cluster,
 # lesson execution, end-to-end compare runs). `make test` still runs everything.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-# The longest files first: `make test` runs files on two workers (pytest-xdist, --dist loadfile), handing each
-# worker the next file as it frees up, so the long poles must start at once, not last.
+# The longest files first: `make test` runs files on three workers (pytest-xdist, --dist loadfile), handing each
+# worker the next file as it frees up, so the long poles must start at once, not last. The class is two files
+# (tests/classroom.py), built at the same time.
 LONGEST_FIRST = [
     "test_nbgrader.py",  # half a class through nbgrader and `ftlab grade`, hostile students (minutes)
     "test_nbgrader_training.py",  # the other half: the assignments that train (minutes)
