@@ -150,7 +150,9 @@ def _widget_parts(state: dict, model_id: str) -> tuple[list[str], list[dict]]:
         outputs.extend(fields.get("outputs", []))
     elif fields.get("description") and "value" in fields:  # sliders and number boxes
         value = fields["value"]
-        controls.append(f"{fields['description']} = {value:g}" if isinstance(value, float) else f"{fields['description']} = {value}")
+        controls.append(
+            f"{fields['description']} = {value:g}" if isinstance(value, float) else f"{fields['description']} = {value}"
+        )
     elif fields.get("description") and fields.get("index") is not None:  # a choice: its label
         controls.append(f"{fields['description']} = {fields['_options_labels'][fields['index']]}")
     for child in fields.get("children", []):
@@ -182,8 +184,8 @@ def static_widgets(nb: nbformat.NotebookNode) -> int:
             controls, drawn = _widget_parts(state, view["model_id"])
             settings = ", ".join(f"*{c}*" for c in controls) or "its defaults"
             note = (
-                f"**Interactive in JupyterLab.** Shown here as the lesson left it ({settings}); "
-                "open the lesson with `make lab` and run it to move the controls."
+                f"**Interactive in JupyterLab.** Shown in its default state ({settings}); to move the controls, "
+                "run the lesson in JupyterLab (`make lab`)."
             )
             outputs.append(nbformat.v4.new_output("display_data", data={"text/markdown": note}))
             outputs.extend(nbformat.from_dict(o) for o in drawn)
@@ -280,7 +282,7 @@ def assignment_page(stem: str, taught_in: list[tuple[str, str]]) -> str:
         elif cell.cell_type == "code" and meta.get("solution"):  # where the student's code goes
             parts.append(f"```python\n{cell.source}\n```")
     lessons = " · ".join(f"[{title}](../lessons/{lesson}.ipynb)" for lesson, title in taught_in) or "—"
-    rel = path.relative_to(ROOT)
+    rel = f"exercises/{stem}/{path.name}"
     note = "\n".join(
         [
             "````{admonition} This assignment",
@@ -329,7 +331,9 @@ def reference_page(name: str) -> str:
             obj = getattr(module, item)
             (own if getattr(obj, "__module__", name) == name else reexported).append((item, obj))
     else:  # no __all__: the functions and classes defined here
-        own = [(n, o) for n, o in vars(module).items() if not n.startswith("_") and getattr(o, "__module__", "") == name]
+        own = [
+            (n, o) for n, o in vars(module).items() if not n.startswith("_") and getattr(o, "__module__", "") == name
+        ]
     rst = [f".. automodule:: {name}", "   :no-members:", ""]
     summarised = [item for item, obj in own if callable(obj)]
     if summarised:
@@ -389,9 +393,15 @@ def build(runs: dict[Path, object], fast: bool, out: Path, work: Path) -> None:
     if failed:
         raise RuntimeError(f"not building the site: {', '.join(failed)} failed to run")
     src = work / "src"
-    shutil.copytree(DOCS, src / "docs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("build_site.py", "__pycache__"))
+    shutil.copytree(
+        DOCS, src / "docs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("build_site.py", "__pycache__")
+    )
     generated = pages(runs)
-    for folder in ("lessons", "assignments", "docs/reference/api"):  # a renamed lesson or assignment leaves no stale page behind
+    for folder in (
+        "lessons",
+        "assignments",
+        "docs/reference/api",
+    ):  # a renamed lesson or assignment leaves no stale page behind
         for old in (src / folder).glob("*.*"):
             if f"{folder}/{old.name}" not in generated:
                 old.unlink()
