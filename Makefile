@@ -68,4 +68,4 @@ site: $(VENV)/.installed
 	$(BIN)/python docs/build_site.py $(if $(filter-out 0,$(FAST)),--fast)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site build/site

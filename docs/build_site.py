@@ -61,6 +61,8 @@ def execute_lesson(path: Path, fast: bool) -> tuple[nbformat.NotebookNode, float
         # 30% on an idle machine and keeps the run time predictable.
         "OMP_NUM_THREADS": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        # this checkout's library, whichever one the environment installed
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)  # the kernel inherits this process's environment
@@ -420,6 +422,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "site", help="cache and Sphinx source")
     parser.add_argument("--rerun", action="store_true", help="run every lesson again, ignoring the cache")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))  # the reference documents this checkout's library
     work = args.work / mode(args.fast)
     start = time.perf_counter()
     runs = run_lessons(args.fast, work / "executed", reuse=not args.rerun)

@@ -57,7 +57,8 @@ def _parse(path: Path) -> _Page:
 
 def problems_with_links(site: Path) -> list[str]:
     """Every internal link that does not resolve (file, then #fragment), and every resource fetched from outside."""
-    pages = {p: _parse(p) for p in site.rglob("*.html")}
+    # Every page; not the theme's template fragments that Sphinx copies into _static/ as they are.
+    pages = {p: _parse(p) for p in site.rglob("*.html") if "_static" not in p.relative_to(site).parts}
     problems = []
     for path, page in pages.items():
         rel = path.relative_to(site)
