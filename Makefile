@@ -62,7 +62,8 @@ lab: $(VENV)/.installed
 # The course website in site/ (open site/index.html): the lessons executed with their outputs, the assignments'
 # student pages, the guides and the library reference. Full settings by default (the lessons' real numbers, tens
 # of minutes on a 2-core CPU the first time); FAST=1 for a quick build with a banner saying so. Each mode keeps
-# its executed lessons in build/site/<mode>/executed: a rebuild runs again only the lessons whose code changed.
+# its executed lessons in build/site/<mode>/executed: a rebuild runs again only the lessons whose code changed
+# (after a change to ftlab itself: .venv/bin/python docs/build_site.py --rerun [--fast]).
 FAST ?= 0
 site: $(VENV)/.installed
 	$(BIN)/python docs/build_site.py $(if $(filter-out 0,$(FAST)),--fast)

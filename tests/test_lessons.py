@@ -1,12 +1,18 @@
-"""The lessons: stored clean, follow the house rules, and run top to bottom headless in fast mode.
+"""The lessons: stored clean, follow the house rules, run top to bottom headless, and read well as a website.
 
 The slow tests execute every ``lessons/*.ipynb`` with nbclient (kernel ``python3``,
-working directory ``lessons/``, ``FTLAB_FAST=1``) and check that no cell fails
-and that the worked numbers the notebooks compute are the course's numbers.
-``FTLAB_LESSONS_FULL=1`` (``make lessons-full``) runs them in full mode instead,
-where the lessons' ``if not FAST: assert ...`` cells check the results their prose claims.
-Each notebook also asserts its own numbers in visible ``assert`` cells; the
-printed text checked here guards against those cells being edited away.
+working directory ``lessons/``, ``FTLAB_FAST=1``), the way the website build does
+(``docs/build_site.py``), and check that no cell fails and that the worked numbers the
+notebooks compute are the course's numbers. ``FTLAB_LESSONS_FULL=1`` (``make lessons-full``)
+runs them in full mode instead, where the lessons' ``if not FAST: assert ...`` cells check
+the results their prose claims. Each notebook also asserts its own numbers in visible
+``assert`` cells; the printed text checked here guards against those cells being edited away.
+
+In fast mode the website is then built from those same runs (each lesson executes once) and
+read in headless Chromium over a local HTTP server: every lesson page with its figures and no
+error, the search, every internal link, nothing loaded from the network, the reference of
+``ftlab.train.fit``, and no solution, hidden test or rubric text anywhere in it. Screenshots
+go to ``$TMPDIR/ftlab-site-screenshots``.
 """
 
 import ast
