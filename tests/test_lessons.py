@@ -207,6 +207,11 @@ def site(executed, tmp_path_factory):
     return work / "site"
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # the test reports failed requests itself
+        pass
+
+
 @pytest.fixture(scope="module")
 def browser(site):
     """(page, base URL, requests that failed or left the machine): headless Chromium on the site, served locally."""
@@ -214,8 +219,7 @@ def browser(site):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (`make system-deps` installs it)")
     from playwright.sync_api import sync_playwright
 
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -293,9 +297,10 @@ def test_site_reference_shows_the_signature_of_fit(browser):
     page.goto(f"{base}docs/reference/api/ftlab.train.html#ftlab.train.fit")
     signature = " ".join(page.locator('[id="ftlab.train.fit"]').inner_text().split())
     assert signature.startswith("fit(")
-    names = list(inspect.signature(fit).parameters)
-    positions = [signature.find(f"{name}") for name in names]
-    assert all(p >= 0 for p in positions) and positions == sorted(positions), (names, signature)
+    names = list(inspect.signature(fit).parameters)  # each shown as "name: type", in order
+    found = [re.search(rf"(?<![\w.]){name}\s*:", signature) for name in names]
+    assert all(found), (names, signature)
+    assert [m.start() for m in found] == sorted(m.start() for m in found), (names, signature)
     _shot(page, "reference-fit")
     assert not bad, bad
 
