@@ -399,11 +399,8 @@ def build(runs: dict[Path, object], fast: bool, out: Path, work: Path) -> None:
         DOCS, src / "docs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("build_site.py", "__pycache__")
     )
     generated = pages(runs)
-    for folder in (
-        "lessons",
-        "assignments",
-        "docs/reference/api",
-    ):  # a renamed lesson or assignment leaves no stale page behind
+    # A renamed lesson, assignment or module leaves no stale page behind.
+    for folder in ("lessons", "assignments", "docs/reference/api"):
         for old in (src / folder).glob("*.*"):
             if f"{folder}/{old.name}" not in generated:
                 old.unlink()
@@ -411,7 +408,11 @@ def build(runs: dict[Path, object], fast: bool, out: Path, work: Path) -> None:
         _write(src / rel, text)
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going", "-d", str(work / "doctrees")]
     cmd += ["-t", "fast"] if fast else []
-    subprocess.run([*cmd, "-c", str(src / "docs"), str(src), str(out)], check=True, cwd=ROOT)
+    # Sphinx writes into work/html (myst-nb keeps its images beside it, in work/jupyter_execute), then the site is
+    # copied whole into out: nothing lands in the repository but out, and no page of an older build stays there.
+    subprocess.run([*cmd, "-c", str(src / "docs"), str(src), str(work / "html")], check=True, cwd=ROOT)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(work / "html", out, ignore=shutil.ignore_patterns(".buildinfo", ".doctrees"))
     _write(out / "index.html", '<!DOCTYPE html><meta http-equiv="refresh" content="0; url=docs/index.html">\n')
 
 
