@@ -228,7 +228,7 @@ def browser(site):
         with sync_playwright() as p:
             chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
             page = chromium.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(120_000)  # a loaded CI machine
             page.on("request", lambda r: bad.append(f"outside: {r.url}") if not r.url.startswith(base) else None)
             page.on("requestfailed", lambda r: bad.append(f"failed: {r.url}"))
             page.on(
@@ -257,8 +257,7 @@ def test_site_lesson_page(path, executed, browser):
     page, base, bad = browser
     shown = build_site.lesson_page(executed(path)[0], [])  # what the page was made from
     figures = sum("image/png" in o.get("data", {}) for c in shown.cells for o in c.get("outputs", []))
-    page.goto(f"{base}lessons/{path.stem}.html")
-    page.wait_for_load_state("networkidle")
+    page.goto(f"{base}lessons/{path.stem}.html")  # returns once the page and its images have loaded
     images = page.locator("div.cell_output img")
     assert images.count() == figures > 0
     for i in range(figures):
