@@ -8,14 +8,14 @@ export PYTHONHASHSEED := 0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: demo test test-fast lessons-full measured lab lint clean system-deps
+.PHONY: demo test test-fast lessons-full measured lab site lint clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(BIN)/python -c "import ftlab, torch, torchvision, timm, transformers, nbgrader"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (ftlab)" >/dev/null
 	touch $@
@@ -63,5 +63,14 @@ measured: $(VENV)/.installed
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab lessons/
 
+# The course website in site/ (open site/index.html): the lessons executed with their outputs, the assignments'
+# student pages, the guides and the library reference. Full settings by default (the lessons' real numbers, tens
+# of minutes on a 2-core CPU the first time); FAST=1 for a quick build with a banner saying so. Each mode keeps
+# its executed lessons in build/site/<mode>/executed: a rebuild runs again only the lessons whose code changed
+# (after a change to ftlab itself: .venv/bin/python docs/build_site.py --rerun [--fast]).
+FAST ?= 0
+site: $(VENV)/.installed
+	$(BIN)/python docs/build_site.py $(if $(filter-out 0,$(FAST)),--fast)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site build/site

@@ -84,7 +84,7 @@ c.JupyterHub.services = [
         "oauth_no_confirm": True,
     },
     {
-        # Graded on submit (`ftlab serve`, README: "Graded on submit"): polls the exchange's inbound folder,
+        # Graded on submit (`ftlab serve`, docs/guides/instructors.md: "Graded on submit"): polls the exchange's inbound folder,
         # grades each submission of the assignments grading_service.toml turns on, sandboxed, and releases
         # its feedback to that student. No URL: nobody talks to it; the hub starts it, and restarts it if it
         # dies (what it was grading is graded again: its queue is on disk).

@@ -96,6 +96,10 @@ def make_groups(
     ``make_groups(net, [["conv1", "bn1"], "layer1", "layer2", "fc"])`` -- the way
     to describe an architecture :func:`layer_groups` does not know. ``names``
     labels the groups (default: the submodule names joined by ``+``).
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> [group.name for group in make_groups(worked_example_mlp(), [["layer1", "layer2"], "layer3", "layer4", "head"])]
+    ['layer1+layer2', 'layer3', 'layer4', 'head']
     """
     if names is not None and len(names) != len(spec):
         raise ValueError(f"got {len(names)} names for {len(spec)} groups")
@@ -167,6 +171,10 @@ def layer_groups(model: nn.Module) -> list[LayerGroup]:
     (``BertModel`` and ``BertFor*``), and plain ``nn.Sequential`` (one group per
     child with parameters). The last group is always the head (classifier), so
     ``unfreeze_top(model, 1)`` is feature extraction.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> [group.name for group in layer_groups(worked_example_mlp())]
+    ['layer1', 'layer2', 'layer3', 'layer4', 'head']
     """
     cls = type(model)
     module = cls.__module__
@@ -241,6 +249,12 @@ def freeze(target: nn.Module | LayerGroup | Iterable[LayerGroup], train_bn: bool
 
     ``train_bn=True`` keeps BatchNorm affine weights trainable and its running
     statistics updating (fastai's default); the default freezes them too.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> mlp = worked_example_mlp()
+    >>> freeze(mlp)
+    >>> count_parameters(mlp).trainable
+    0
     """
     for module in _modules_of(target):
         for m in module.modules():
@@ -254,7 +268,15 @@ def freeze(target: nn.Module | LayerGroup | Iterable[LayerGroup], train_bn: bool
 
 
 def unfreeze(target: nn.Module | LayerGroup | Iterable[LayerGroup]) -> None:
-    """Make a model or groups trainable again, BatchNorm statistics included."""
+    """Make a model or groups trainable again, BatchNorm statistics included.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> mlp = worked_example_mlp()
+    >>> freeze(mlp)
+    >>> unfreeze(layer_groups(mlp)[-1])  # the head
+    >>> count_parameters(mlp).trainable
+    65922
+    """
     for module in _modules_of(target):
         for p in module.parameters():
             p.requires_grad_(True)
@@ -269,6 +291,10 @@ def unfreeze_top(
     The syllabus's Keras-style recipe ``for layer in base.layers[-k:]: layer.trainable = True``
     on groups: ``k=1`` trains only the head (feature extraction), ``k=len(groups)``
     trains everything. Returns the names of the trainable groups.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> unfreeze_top(worked_example_mlp(), 3)
+    ['layer3', 'layer4', 'head']
     """
     groups = resolve_groups(model, groups)
     if isinstance(k, bool) or not isinstance(k, int):
@@ -292,7 +318,15 @@ def trainable_group_names(model: nn.Module, groups: Sequence[LayerGroup] | None 
 
 
 def count_parameters(model: nn.Module) -> ParamCount:
-    """Total, trainable and frozen parameter counts (tied weights counted once)."""
+    """Total, trainable and frozen parameter counts (tied weights counted once).
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> mlp = worked_example_mlp()
+    >>> unfreeze_top(mlp, 1)  # feature extraction: the head trains
+    ['head']
+    >>> count_parameters(mlp)
+    ParamCount(total=1116546, trainable=65922, frozen=1050624)
+    """
     total = trainable = 0
     for p in model.parameters():  # nn.Module.parameters() de-duplicates tied weights
         total += p.numel()
@@ -302,7 +336,12 @@ def count_parameters(model: nn.Module) -> ParamCount:
 
 
 def parameter_table(model: nn.Module, groups: Sequence[LayerGroup] | None = None) -> list[GroupRow]:
-    """One row per group: parameters and how many of them are trainable."""
+    """One row per group: parameters and how many of them are trainable.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> parameter_table(worked_example_mlp())[0]
+    GroupRow(name='layer1', params=262656, trainable=262656)
+    """
     rows = []
     for g in resolve_groups(model, groups):
         params = list(g.parameters())
@@ -313,7 +352,21 @@ def parameter_table(model: nn.Module, groups: Sequence[LayerGroup] | None = None
 
 
 def format_parameter_table(rows: Sequence[GroupRow]) -> str:
-    """Plain-text table of :func:`parameter_table` rows with a total line."""
+    """Plain-text table of :func:`parameter_table` rows with a total line.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> mlp = worked_example_mlp()
+    >>> unfreeze_top(mlp, 1)
+    ['head']
+    >>> print(format_parameter_table(parameter_table(mlp)))
+    group         params     trainable
+    layer1       262,656             0
+    layer2       262,656             0
+    layer3       262,656             0
+    layer4       262,656             0
+    head          65,922        65,922
+    total      1,116,546        65,922
+    """
     width = max([len(r.name) for r in rows] + [5])
     lines = [f"{'group':<{width}}  {'params':>12}  {'trainable':>12}"]
     for r in rows:

@@ -323,6 +323,14 @@ def lr_find(
     suggestion on the same machine); ``seed=None`` does not seed dropout (a
     ``Dataset`` is still shuffled by :func:`ftlab.train.make_loader`'s fixed seed). ``device`` defaults to :func:`ftlab.utils.get_device`; ``amp`` as in
     :func:`ftlab.train.fit`. Text models: pass ``collate_fn`` as to ``fit``.
+
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from ftlab.examples import worked_example_mlp
+    >>> data = TensorDataset(torch.randn(256, 512), torch.randint(0, 2, (256,)))
+    >>> result = lr_find(worked_example_mlp(), data, num_iter=16, batch_size=16, progress=False)
+    >>> len(result.lrs) <= 16 and 1e-7 <= result.suggestion <= 10
+    True
     """
     start_lr, end_lr = _check_args(start_lr, end_lr, num_iter, diverge, beta)
     given_opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None

@@ -77,6 +77,11 @@ def param_groups(
 
     Each dict has ``params``, ``lr``, ``weight_decay`` and ``name`` -- ready for
     ``torch.optim.AdamW(param_groups(...))``.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> groups = param_groups(worked_example_mlp(), base_lr=1e-3, gamma=0.1, head_lr=1e-2)
+    >>> [(group["name"], f"{group['lr']:.0e}") for group in groups]
+    [('layer1', '1e-06'), ('layer2', '1e-05'), ('layer3', '1e-04'), ('layer4', '1e-03'), ('head', '1e-02')]
     """
     groups = resolve_groups(model, groups)
     base_lr = _check_lr("base_lr", base_lr)

@@ -435,6 +435,9 @@ def recommend_strategy(
     not a law: the domain-shift table (lesson 4) unfreezes most layers for a far
     target even with little data, and lesson 4 measures both on digits (far) and
     faces (near).
+
+    >>> recommend_strategy(500, "similar"), recommend_strategy(500, "different"), recommend_strategy(50_000, 0.2)
+    ('feature_extraction', 'fine_tune_top', 'fine_tune_all')
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")

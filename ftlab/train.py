@@ -101,6 +101,14 @@ def fit(
     ``unfreeze`` is a gradual-unfreezing plan: the number of top layer groups
     (``groups``, default the model's) to make trainable in each epoch (see
     :func:`ftlab.optim.unfreeze_schedule`).
+
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> from ftlab.examples import worked_example_mlp
+    >>> data = TensorDataset(torch.randn(64, 512), torch.randint(0, 2, (64,)))
+    >>> history = fit(worked_example_mlp(), data, data, epochs=2, lr=1e-3, progress=False)
+    >>> len(history.column("val_accuracy"))
+    2
     """
     cfg = resolve(config, settings)
     if cfg.patience is not None and val_data is None:

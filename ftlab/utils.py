@@ -17,6 +17,9 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     ``deterministic=True`` also asks torch for deterministic kernels -- slower on
     GPU, and only needed to reproduce a GPU run bit for bit. CPU runs are
     reproducible without it.
+
+    >>> seed_everything(0)
+    0
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
@@ -32,7 +35,11 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when present, else CPU."""
+    """``device`` if given, else CUDA when present, else CPU.
+
+    >>> get_device("cpu")
+    device(type='cpu')
+    """
     if device is not None:
         device = torch.device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -47,5 +54,8 @@ def fast_mode() -> bool:
     The test suite executes every lesson and exercise headless with this set, so
     a notebook reads it once at the top (``FAST = fast_mode()``) and picks small
     settings; students and instructors run the full versions.
+
+    >>> FAST = fast_mode()  # the first cell of every lesson
+    >>> epochs = 1 if FAST else 5
     """
     return os.environ.get("FTLAB_FAST", "0") not in ("", "0", "false", "False")

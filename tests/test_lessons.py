@@ -1,23 +1,35 @@
-"""The lessons: stored clean, follow the house rules, and run top to bottom headless in fast mode.
+"""The lessons: stored clean, follow the house rules, run top to bottom headless, and read well as a website.
 
 The slow tests execute every ``lessons/*.ipynb`` with nbclient (kernel ``python3``,
-working directory ``lessons/``, ``FTLAB_FAST=1``) and check that no cell fails
-and that the worked numbers the notebooks compute are the course's numbers.
-``FTLAB_LESSONS_FULL=1`` (``make lessons-full``) runs them in full mode instead,
-where the lessons' ``if not FAST: assert ...`` cells check the results their prose claims.
-Each notebook also asserts its own numbers in visible ``assert`` cells; the
-printed text checked here guards against those cells being edited away.
+working directory ``lessons/``, ``FTLAB_FAST=1``), the way the website build does
+(``docs/build_site.py``), and check that no cell fails and that the worked numbers the
+notebooks compute are the course's numbers. ``FTLAB_LESSONS_FULL=1`` (``make lessons-full``)
+runs them in full mode instead, where the lessons' ``if not FAST: assert ...`` cells check
+the results their prose claims. Each notebook also asserts its own numbers in visible
+``assert`` cells; the printed text checked here guards against those cells being edited away.
+
+In fast mode the website is then built from those same runs (each lesson executes once) and
+read in headless Chromium over a local HTTP server: every lesson page with its figures and no
+error, the search, every internal link, nothing loaded from the network, the reference of
+``ftlab.train.fit``, and no solution, hidden test or rubric text anywhere in it. Screenshots
+go to ``$TMPDIR/ftlab-site-screenshots``.
 """
 
 import ast
+import functools
+import http.server
+import inspect
 import os
 import re
-import time
+import tempfile
+import threading
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from sitecheck import MARKERS, build_site, problems_with_links, secret_lines, site_text
+
+from ftlab.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS_DIR = ROOT / "lessons"
@@ -31,7 +43,6 @@ EXPECTED_LESSONS = [
     "06_best_practices.ipynb",
 ]
 FULL = os.environ.get("FTLAB_LESSONS_FULL", "0") not in ("", "0")
-CELL_TIMEOUT_S = 3600 if FULL else 300
 
 # Text each executed lesson must print -- numbers its own code computed (a str, or a pattern).
 MUST_PRINT = {
@@ -130,42 +141,26 @@ def test_lesson_follows_the_house_rules(path):
 # --------------------------------------------------------------------------- execution (slow)
 
 
-def _execute(path: Path):
-    """Run one lesson headless in its folder; the executed notebook and the seconds it took."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FTLAB_FAST", "0" if FULL else "1")
-        # One intra-op thread in the kernel: on a 2-core machine that is also running anything else,
-        # torch's two OpenMP threads wait on each other and a forward pass got 8x slower (measured);
-        # one thread costs about 30% on an idle machine and keeps the run time predictable.
-        mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-        nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(
-            nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(LESSONS_DIR)}}
-        )
-        start = time.perf_counter()
-        client.execute()  # raises CellExecutionError on the first failing cell
-        return nb, time.perf_counter() - start
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """``executed(path)``: the executed lesson, run once per test run, by whichever test asks first.
 
-
-@pytest.fixture(scope="session")
-def executed():
-    """``executed(path)``: the lesson run once per session, by whichever test asks for it first.
-
-    A lesson's own test and the every-lesson check share the run, and neither
-    depends on the other having run before it (a failure is kept and raised again).
+    Fast mode (``make test``): the first call runs every lesson the way the website build does
+    (``docs/build_site.py``, into a fresh cache), and the site tests below build the site from these runs:
+    each lesson executes once. Full mode (``make lessons-full``) runs the lessons asked for, one at a
+    time, and keeps them in the full site's cache (``build/site/full/executed``), so that a ``make site``
+    after it executes nothing again. A failure is kept and raised again for the next test that asks.
     """
     runs: dict[Path, object] = {}
+    cache = ROOT / "build" / "site" / "full" / "executed" if FULL else tmp_path_factory.mktemp("executed")
 
     def get(path: Path):
         if path not in runs:
-            try:
-                runs[path] = _execute(path)
-            except Exception as e:  # kept, to be raised again for the next test that asks
-                runs[path] = e
+            paths = [path] if FULL else sorted(LESSONS_DIR.glob("*.ipynb"))
+            runs.update(build_site.run_lessons(fast=not FULL, cache=cache, paths=paths, reuse=False))
         if isinstance(runs[path], Exception):
             raise runs[path]
-        return runs[path]
+        return runs[path], runs[path].metadata["ftlab_run"]["seconds"]
 
     return get
 
@@ -202,3 +197,139 @@ def test_every_lesson_was_executed(executed):
         assert all(c.execution_count is not None for c in nb.cells if c.cell_type == "code"), path.name
     # Reported, not asserted: house rule, no timing asserts in tests (the run time depends on the machine's load).
     print(f"all {len(seconds)} lessons in {sum(seconds.values()):.0f} s ({os.cpu_count()} CPUs)")
+
+
+# --------------------------------------------------------------------------- the website (slow)
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's binary, as in tests/test_hub.py
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
+SCREENSHOTS = Path(tempfile.gettempdir()) / "ftlab-site-screenshots"
+site_test = pytest.mark.skipif(FULL, reason="make lessons-full runs the lessons only; make site builds the full site")
+
+
+@pytest.fixture(scope="module")
+def site(executed, tmp_path_factory):
+    """The website built with the fast settings from the lessons executed above (no second execution)."""
+    runs = {path: executed(path)[0] for path in LESSONS}
+    work = tmp_path_factory.mktemp("site-work")
+    build_site.build(runs, fast=True, out=work / "site", work=work)
+    return work / "site"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # the test reports failed requests itself
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    """(page, base URL, requests that failed or left the machine): headless Chromium on the site, served locally."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (`make system-deps` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    bad: list[str] = []
+    try:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
+            page = chromium.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)  # a loaded CI machine
+            page.on("request", lambda r: bad.append(f"outside: {r.url}") if not r.url.startswith(base) else None)
+            page.on("requestfailed", lambda r: bad.append(f"failed: {r.url}"))
+            page.on(
+                "response",
+                lambda r: bad.append(f"{r.status}: {r.url}") if r.status >= 400 and "favicon" not in r.url else None,
+            )
+            yield page, base, bad
+            chromium.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+@pytest.mark.slow
+@site_test
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_site_lesson_page(path, executed, browser):
+    """The page shows the lesson's outputs with every figure loaded, no error, its run time and its assignments."""
+    from playwright.sync_api import expect
+
+    page, base, bad = browser
+    shown = build_site.lesson_page(executed(path)[0], [])  # what the page was made from
+    figures = sum("image/png" in o.get("data", {}) for c in shown.cells for o in c.get("outputs", []))
+    page.goto(f"{base}lessons/{path.stem}.html")  # returns once the page and its images have loaded
+    images = page.locator("div.cell_output img")
+    assert images.count() == figures > 0
+    for i in range(figures):
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0"), f"figure {i} did not load"
+    assert page.locator("div.cell_output .traceback, div.cell_output .error").count() == 0
+    assert "Traceback (most recent call last)" not in page.inner_text("main")
+    note = page.locator(".admonition", has_text="Run time:")
+    expect(note).to_contain_text(re.compile(r"Run time: \d+( min \d+)? s with the fast settings"))
+    assert note.locator("a[href*='assignments/']").count() >= 1, "the lesson links to no assignment"
+    if any("Explorer(" in c.source for c in shown.cells if c.cell_type == "code"):
+        expect(page.locator("main")).to_contain_text("Interactive in JupyterLab")
+    expect(page.locator(".bd-header-announcement")).to_contain_text("fast settings")
+    _shot(page, path.stem)
+    images.first.scroll_into_view_if_needed()
+    _shot(page, f"{path.stem}-figure")
+    assert not bad, bad
+
+
+@pytest.mark.slow
+@site_test
+def test_site_search_finds_layerwise_lrs(browser):
+    page, base, bad = browser
+    page.goto(f"{base}search.html?q=layerwise_lrs")
+    results = page.locator("#search-results ul.search li a")
+    results.first.wait_for()
+    hrefs = [results.nth(i).get_attribute("href") for i in range(results.count())]
+    assert any("ftlab.optim.html#ftlab.optim.layerwise_lrs" in h for h in hrefs), hrefs
+    _shot(page, "search-layerwise_lrs")
+    assert not bad, bad
+
+
+@pytest.mark.slow
+@site_test
+def test_site_reference_shows_the_signature_of_fit(browser):
+    page, base, bad = browser
+    page.goto(f"{base}docs/reference/api/ftlab.train.html#ftlab.train.fit")
+    signature = " ".join(page.locator('[id="ftlab.train.fit"]').inner_text().split())
+    assert signature.startswith("fit(")
+    names = list(inspect.signature(fit).parameters)  # each shown as "name: type", in order
+    found = [re.search(rf"(?<![\w.]){name}\s*:", signature) for name in names]
+    assert all(found), (names, signature)
+    assert [m.start() for m in found] == sorted(m.start() for m in found), (names, signature)
+    _shot(page, "reference-fit")
+    assert not bad, bad
+
+
+@pytest.mark.slow
+@site_test
+def test_site_links_resolve_and_nothing_loads_from_the_network(site):
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 40  # lessons, assignments, guides, reference
+    problems = problems_with_links(site)
+    assert not problems, "\n".join(problems[:30])
+
+
+@pytest.mark.slow
+@site_test
+def test_site_has_no_solution_hidden_test_or_rubric_text(site):
+    text = site_text(site)
+    assert "layerwise_lrs" in text  # the text was read
+    for marker in MARKERS:
+        assert marker not in text, marker
+    secrets = secret_lines()
+    assert len(secrets) > 100 and any(line.startswith("Rubric (") for _, line in secrets)  # the search is not empty
+    leaked = [f"{name}: {line}" for name, line in secrets if line in text]
+    assert not leaked, "\n".join(leaked[:20])

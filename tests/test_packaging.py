@@ -1,4 +1,5 @@
-"""Install metadata: pip and conda users get the same packages; CI runs the README's command."""
+"""Install metadata: pip and conda users get the same packages (the ``dev`` and ``docs`` extras included: `make`
+installs both); CI runs the README's command."""
 
 import re
 import tomllib
@@ -15,7 +16,8 @@ def _name(req: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + extras["dev"] + extras["docs"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_list = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     got = {_name(r): r.replace(" ", "") for r in pip_list if not r.startswith("-e")}

@@ -13,7 +13,7 @@ message starts with ``what`` and speaks in the student's terms::
     expect(loss_after < loss_before, f"train_gradually: the loss went from {loss_before} to {loss_after}")
 
 A visible check may show what it got and what it expected. A check with
-``hidden=True`` (inside ``### BEGIN HIDDEN TESTS``) names the property that failed,
+``hidden=True`` (in a hidden-tests region of the cell) names the property that failed,
 how many values differ and by how much at most, but never the expected values:
 hidden tests exist so that answers cannot be copied into a notebook.
 """

@@ -132,7 +132,17 @@ def _check(names: Iterable[str]) -> list[str]:
 
 @contextmanager
 def forbid(*names: str) -> Iterator[None]:
-    """While the block runs, calling any of the named functions raises :class:`Forbidden`."""
+    """While the block runs, calling any of the named functions raises :class:`Forbidden`.
+
+    >>> import ftlab
+    >>> with forbid("ftlab.layerwise_lrs"):
+    ...     ftlab.layerwise_lrs(1e-3, 0.1, 4)
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.guards.Forbidden: ...
+    >>> ftlab.layerwise_lrs(1e-3, 0.5, 2)  # allowed again after the block
+    [0.0005, 0.001]
+    """
     names = _check(names)
     if _grader is not None:
         _grader.append(names)
