@@ -285,7 +285,7 @@ class Sandbox:
         if not self._cgroup.dirs and os.geteuid() != 0:  # per-user process count: the best bound without a cgroup
             limits["NPROC"] = _user_processes() + lim.processes
         spec = json.dumps({"rlimits": limits, "cgroups": self._cgroup.procs_files})
-        return [sys.executable, "-m", "ftlab.grading.sandbox", spec, "--", *args, "--", *argv]
+        return [*LAUNCHER, spec, "--", *args, "--", *argv]
 
     def stop(self) -> None:
         """Kill whatever is left in the sandbox's cgroup (the PID namespace takes the rest with it)."""
@@ -321,8 +321,14 @@ def seal(path: str) -> None:
     os.chmod(path, 0o555 if os.geteuid() == 0 else 0o500)
 
 
+# This file run by path, isolated (-I: no PYTHONPATH, no user site; -S: no site-packages): the launcher needs
+# the standard library only. ``python -m ftlab.grading.sandbox`` would first import the ftlab package, and
+# with it torch -- seconds of CPU per kernel start, for a process that only sets limits and execs bwrap.
+LAUNCHER = (sys.executable, "-I", "-S", os.path.abspath(__file__))
+
+
 def _launch(argv: list[str]) -> None:
-    """``python -m ftlab.grading.sandbox SPEC -- bwrap ...``: join the cgroups, set rlimits, exec bwrap."""
+    """``python -I -S .../sandbox.py SPEC -- bwrap ...``: join the cgroups, set rlimits, exec bwrap."""
     spec, rest = json.loads(argv[0]), argv[2:]
     for procs in spec.get("cgroups", []):
         with open(procs, "w") as fh:
