@@ -55,7 +55,7 @@ def _cluster():
 
 
 def _nbgrader_processes() -> list[str]:
-    return [cmd for cmd in command_lines().values() if "nbgrader autograde" in cmd and "--student=student" in cmd]
+    return [cmd for cmd in command_lines().values() if "ftlab.grading.jobproc" in cmd and "--student=student" in cmd]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,27 +38,30 @@ class Killed(BaseException):
 
 
 class FakeGrader:
-    """Records what it grades and the pages it releases; fails as told."""
+    """Records what it grades and the pages it releases; fails as told; ``during`` runs while grading a student."""
 
-    def __init__(self, fail: dict[str, int] | None = None, kill: bool = False) -> None:
+    def __init__(self, fail: dict[str, int] | None = None, kill: bool = False, during=None) -> None:
         self.graded: list[str] = []  # submission names, in order
         self.pages: list[tuple[str, str, str]] = []  # (name, title, message)
         self.fail = dict(fail or {})  # student -> times to fail
         self.kill = kill
+        self.during = during or {}  # student -> callable(work), run (once) in the grading thread
+        self.lock = threading.Lock()
 
-    def grade(self, batch):
+    def grade(self, work):
         if self.kill:
             raise Killed()
-        out = {}
-        for work in batch:
+        hook = self.during.pop(work.sub.student, None)
+        if hook is not None:
+            hook(work)
+        with self.lock:
             self.graded.append(work.sub.name)
             left = self.fail.get(work.sub.student, 0)
             if left:
                 self.fail[work.sub.student] = left - 1
-                out[work.sub.name] = "nbgrader exited with 1"
-            else:
-                out[work.sub.name] = None
-        return out
+                return "nbgrader exited with 1"
+        work.mark("fake grading")
+        return None
 
     def notify(self, work, title, message):
         self.pages.append((work.sub.name, title, message))
@@ -151,15 +155,59 @@ def test_students_are_served_longest_waiting_first(tmp_path):
 
 
 def test_service_grades_fairly_across_students(tmp_path):
-    grader = FakeGrader()
-    service = _service(tmp_path, grader)
     inbound = tmp_path / "inbound"
+    again = []  # alice submits again while her first is graded: she waits behind bob and carol
+    grader = FakeGrader(during={"alice": lambda work: again.append(_submit(inbound, "alice"))})
+    service = _service(tmp_path, grader)
     order = [_submit(inbound, s) for s in ("alice", "bob", "carol")]
-    service.scan()
-    service.step()
-    again = _submit(inbound, "alice")  # alice, just graded, submits again: she waits behind bob and carol
     service.run_once()
-    assert grader.graded == [order[0], order[1], order[2], again]
+    assert grader.graded == [order[0], order[1], order[2], again[0]]
+
+
+def test_a_free_slot_takes_the_next_submission_while_others_still_grade(tmp_path):
+    """Pipelined: with two slots, a long grading does not hold back the queue behind it."""
+    inbound = tmp_path / "inbound"
+    carol_started = threading.Event()
+
+    def slow(work):  # alice's grading ends only once carol's has started (or the test gives up)
+        assert carol_started.wait(20), "carol was not started while alice was still grading: no pipelining"
+
+    grader = FakeGrader(during={"alice": slow, "carol": lambda work: carol_started.set()})
+    log: list[str] = []
+    service = _service(tmp_path, grader, jobs=2, log=log)
+    alice, bob, carol = (_submit(inbound, s) for s in ("alice", "bob", "carol"))
+    service.run_once()
+    assert grader.graded.index(carol) < grader.graded.index(alice)  # carol took bob's slot, alice still grading
+    assert sorted(grader.graded) == sorted([alice, bob, carol])
+    assert all(s.in_flight is None and not s.pending for s in service.queue.states())
+
+
+def test_never_two_of_one_students_submissions_at_once(tmp_path):
+    inbound = tmp_path / "inbound"
+    again = []
+    grader = FakeGrader(during={"alice": lambda work: again.append(_submit(inbound, "alice"))})
+    service = _service(tmp_path, grader, jobs=4)
+    first = _submit(inbound, "alice")
+    service.run_once()  # her second one arrives while the first is graded, with three slots free
+    assert grader.graded == [first, again[0]]
+
+
+def test_each_graded_submission_says_where_its_time_went(tmp_path):
+    from ftlab.grading.stages import durations
+
+    log: list[str] = []
+    grader = FakeGrader()
+    service = _service(tmp_path, grader, log=log)
+    name = _submit(tmp_path / "inbound", "alice")
+    service.run_once()
+    (line,) = [json.loads(x) for x in (tmp_path / "course" / "service" / "stages.jsonl").read_text().splitlines()]
+    assert line["name"] == name and line["student"] == "alice" and line["assignment"] == ASSIGNMENT
+    assert list(line["seconds"]) == ["poll", "queue", "fake grading", "record"]  # in the order the stages ended
+    assert all(v >= 0 for v in line["seconds"].values())
+    assert abs(sum(line["seconds"].values()) - line["total"]) < 0.01
+    assert any(f"graded, feedback released: {name} in " in x and "fake grading" in x for x in log)
+    # a stage marked more than once gets the sum of its gaps; the first mark is the origin
+    assert durations([("start", 0.0), ("cells", 1.0), ("checks", 1.5), ("cells", 3.0)]) == {"cells": 2.5, "checks": 0.5}
 
 
 def test_restart_mid_grade_loses_nothing(tmp_path):

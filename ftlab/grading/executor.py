@@ -36,7 +36,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Integer, List, Unicode
 
-from . import policy
+from . import policy, stages
 from . import sandbox as sb
 from .link import KernelLink, SandboxKernelManager
 from .protocol import CELL_TIMEOUT, KERNEL_DIED, NOTEBOOK_TIMEOUT, POLICY
@@ -195,6 +195,7 @@ class SandboxedExecute(RobustExecute):
         return nbformat.read(path / f"{info['notebook']}.ipynb", as_version=4)
 
     def preprocess(self, nb, resources=None, km=None):
+        stages.mark("nbgrader set-up")
         resources = resources or {}
         source = self._source(resources)
         self._by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in source.cells}
@@ -220,7 +221,10 @@ class SandboxedExecute(RobustExecute):
         try:
             for setup in setups:  # the instructor's setup, in the grader, whatever the submission did to its copy
                 self._session.run_setup(setup)
-            return super().preprocess(nb, resources, km)
+            stages.mark("grader set-up")
+            done = super().preprocess(nb, resources, km)
+            stages.mark("kernel stop")
+            return done
         finally:
             self._session.close()
             self._session = None
@@ -254,6 +258,7 @@ class SandboxedExecute(RobustExecute):
     async def async_start_new_kernel_client(self):
         kc = await super().async_start_new_kernel_client()
         sb.seal(self.km.channel_dir)  # the sockets exist: the sandbox may not add files any more
+        stages.mark("kernel start")
         return kc
 
     # ------------------------------------------------------------------ cells
@@ -272,6 +277,7 @@ class SandboxedExecute(RobustExecute):
                     cell.execution_count = None
                 else:
                     self._run_test(cell, own.source, grade_id)
+                stages.mark("checks")
                 return cell, resources
         cell, resources = super().preprocess_cell(cell, resources, index)
         ended = not any(
@@ -279,6 +285,7 @@ class SandboxedExecute(RobustExecute):
         )
         if cell.cell_type == "code" and cell.source.strip() and ended:
             self._ran.append(cell.source)
+        stages.mark("cells")
         return cell, resources
 
     def _run_test(self, cell, source: str, label: str) -> None:

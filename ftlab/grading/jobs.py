@@ -3,8 +3,10 @@
 A :class:`Job` carries a private course -- the config, a gradebook snapshot, the
 assignment's sources and the accepted bytes of one submission -- so a worker needs
 the course environment but no shared file system. :func:`run_job` grades it with
-``nbgrader autograde`` in a temporary folder under a wall clock and returns a
-:class:`JobResult`: files, never the student's objects.
+``nbgrader autograde`` (in its own process, :mod:`.jobproc`; with ``Job.feedback``
+also that student's feedback) in a temporary folder under a wall clock and returns a
+:class:`JobResult`: files, never the student's objects, and where the time went
+(:mod:`.stages`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import stages
 from .protocol import GradingError
 
 __all__ = ["Job", "JobResult", "run_job", "course_files"]
@@ -36,6 +40,7 @@ class Job:
     args: list[str]
     env: dict[str, str]
     wall_clock: float
+    feedback: str | None = None  # "pass-fail" / "as-graded": also make the student's feedback (the service)
 
 
 @dataclass
@@ -45,6 +50,8 @@ class JobResult:
     gradebook: bytes | None  # the job's gradebook after a successful run
     autograded: dict[str, bytes]  # autograded/<student>/<assignment>/ after a successful run
     host: str = ""
+    feedback: dict[str, bytes] = field(default_factory=dict)  # notebook -> HTML page, when the job made them
+    marks: stages.Marks = field(default_factory=list)  # where the job's time went (:mod:`.stages`)
 
     @classmethod
     def failed(cls, why: str) -> JobResult:
@@ -120,10 +127,10 @@ def run_nbgrader(args: list[str], cwd: Path, timeout: float = 600) -> None:
         raise GradingError(f"nbgrader {args[0]} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
 
 
-def _run_nbgrader(args: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
-    """Run nbgrader; (returncode, output), returncode None when the wall clock ran out."""
+def _run_guarded(argv: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
+    """Run a grading process; (returncode, output), returncode None when the wall clock ran out."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nbgrader", *args],
+        argv,
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -156,13 +163,23 @@ def run_job(job: Job, common: dict[str, bytes] | None = None) -> JobResult:
             path.write_bytes(data)
         env = nbgrader_env({**os.environ, **job.env})
         args = ["autograde", job.assignment, f"--student={job.student}", f"--notebook={job.pattern}", "--force"]
-        rc, out = _run_nbgrader(args + job.args, course, env, job.wall_clock)
+        marked = course / ".ftlab-stages"  # the job's own folder: the sandboxed kernel never sees it
+        argv = [sys.executable, "-m", "ftlab.grading.jobproc", "--stages", str(marked)]
+        argv += ["--feedback", job.feedback] if job.feedback else []
+        marks = [("job files", time.time())]
+        rc, out = _run_guarded([*argv, "--", *args, *job.args], course, env, job.wall_clock)
         graded = course / "autograded" / job.student / job.assignment
         ok = rc == 0 and all((graded / f"{n}.ipynb").exists() for n in job.notebooks)
+        feedback = course / "feedback" / job.student / job.assignment
+        pages = {p.stem: p.read_bytes() for p in sorted(feedback.glob("*.html"))} if ok and job.feedback else {}
+        marks += stages.read(marked)
+        marks.append(("process exit", time.time()))
         return JobResult(
             rc,
             out,
             (course / "gradebook.db").read_bytes() if ok else None,
             _read_tree(graded) if ok else {},
             socket.gethostname(),
+            pages,
+            marks,
         )

@@ -55,6 +55,7 @@ class Submission:
     assignment: str
     received: float  # seconds since the epoch: the folder's ctime (a student cannot set it back)
     late: bool = False
+    queued: float = 0.0  # when the service took it in (seconds since the epoch; 0: not recorded)
 
 
 def parse_inbound_name(name: str) -> tuple[str, str] | None:

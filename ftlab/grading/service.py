@@ -14,17 +14,20 @@ by the account it names is ignored with a log line, and nothing in it is followe
 What was submitted waits in an on-disk queue (:mod:`.queue`): the newest submission per
 student wins, students are served oldest-waiting first, and a submission leaves the
 queue only once its feedback is released; a restarted service grades again what was in
-flight. A grading that fails (an exception, nbgrader failing) is tried once more; a
-second failure releases a page saying grading failed and that the instructor was told,
-and appends to ``service/failures.log``. Over the attempt limits, the submission is not
-graded and its feedback says when the next attempt can be.
+flight. ``--jobs N`` submissions are graded at once, pipelined: a slot that frees takes
+the longest-waiting student's submission at once (a student has at most one in
+flight), while the others go on. A grading that fails (an exception, nbgrader failing)
+is tried once more; a second failure releases a page saying grading failed and that
+the instructor was told, and appends to ``service/failures.log``. Over the attempt
+limits, the submission is not graded and its feedback says when the next attempt can be.
 
 Grading one submission (:class:`~.service_grader.NbgraderGrader`) is ``ftlab grade`` for one student:
 the accepted files only (:func:`~.intake.read_submission`, never a copy of the folder),
-graded in the sandbox by the driver's jobs (``--jobs N`` here or ``--scheduler`` on a
-Dask cluster), merged by :func:`~.driver.finish` (hand grades kept), then
-``generate_feedback`` for that student and release to that submission alone
-(:mod:`.release`). The gradebook follows nbgrader's deadline (the assignment's
+graded in the sandbox by the driver's job (here, or on a Dask cluster with
+``--scheduler``), whose process also makes that student's feedback
+(:mod:`.jobproc`), merged by :func:`~.driver.finish` (hand grades kept), then released
+to that submission alone (:mod:`.release`). Where each submission's time went, stage by
+stage (:mod:`.stages`), is a line of ``service/stages.jsonl`` and of the log. The gradebook follows nbgrader's deadline (the assignment's
 ``duedate``): a late submission gets feedback, but under the default ``keep-on-time``
 rule it is graded against a throw-away copy of the gradebook, so the last on-time grade
 stands -- and ``submitted/`` keeps the on-time files, so a later ``ftlab grade`` agrees.
@@ -40,37 +43,51 @@ import pwd
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from . import stages
 from .queue import Queue, StudentState, Submission, attempt_refusal, parse_inbound_name
 from .service_settings import AssignmentRules, SettingsError, load_settings
 
 __all__ = ["Work", "Grader", "GradingService", "course_duedate", "exchange_location", "main"]
 
 MAX_TRIES = 2  # a failed grading is tried once more, then reported
+STAGES_LOG_BYTES = 8 << 20  # service/stages.jsonl is rotated (to stages.jsonl.1) past this size
 
 
 @dataclasses.dataclass
 class Work:
-    """A submission in flight, with its student's queue state and its assignment's rules."""
+    """A submission in flight, with its student's queue state, its assignment's rules and its timeline."""
 
     state: StudentState
     rules: AssignmentRules
-    sub: Submission  # the state's in-flight submission when the batch was taken
+    sub: Submission  # the state's in-flight submission when it was taken
+    marks: stages.Marks = dataclasses.field(default_factory=list)  # (stage that ended, when): :mod:`.stages`
+
+    def mark(self, label: str) -> None:
+        self.marks.append((label, time.time()))
 
 
 class Grader(Protocol):
-    def grade(self, batch: list[Work]) -> dict[str, str | None]:
-        """Grade and release feedback for each; submission name -> None (released) or why it failed."""
+    def grade(self, work: Work) -> str | None:
+        """Grade one submission and release its feedback; None, or why it failed.
+
+        Called from the service's worker threads, up to ``jobs`` at once (never two of one student's
+        submissions of an assignment); may add its stages to ``work.marks``.
+        """
 
     def notify(self, work: Work, title: str, message: str) -> None:
         """Release a page (not a grade) to that submission: over the limit, or grading failed."""
 
 
 class GradingService:
-    """The loop: take in new submissions, grade a fair batch, record what happened -- state on disk throughout."""
+    """The loop: take in new submissions, keep ``jobs`` of them grading, record what happened -- state on disk.
+
+    Only this (the main) thread changes the queue; the worker threads run the grader.
+    """
 
     def __init__(
         self,
@@ -88,6 +105,7 @@ class GradingService:
         self.settings = load_settings(self.root)  # a broken file stops the start: the instructor sees it at once
         self.duedate = duedate or (lambda assignment: course_duedate(self.root, assignment))
         self._ignored: set[str] = set()
+        self._taken: set[str] | None = None  # inbound names already in the queue (loaded on the first scan)
         self.settle = settle  # seconds a submission folder must be unchanged before it is taken in
 
     def _reload(self) -> None:
@@ -125,14 +143,23 @@ class GradingService:
         return True
 
     def scan(self) -> int:
-        """Take in the inbound folder's new submissions; how many were new."""
+        """Take in the inbound folder's new submissions; how many were new.
+
+        A name already taken in is skipped before anything else (a set in memory, filled from the
+        queue's ``seen`` lists at the first scan): nbgrader never empties ``inbound/``, and a poll
+        every second must not read every student's state file again.
+        """
         self._reload()
         if self.inbound.is_symlink() or not self.inbound.is_dir():
             self._once(f"inbound {self.inbound}", f"no inbound folder at {self.inbound} (or it is a link): waiting")
             return 0
+        if self._taken is None:
+            self._taken = {name for state in self.queue.states() for name in state.seen}
         dues: dict[str, float | None] = {}
         new = 0
         for entry in sorted(os.scandir(self.inbound), key=lambda e: e.name):
+            if entry.name in self._taken:
+                continue
             parsed = parse_inbound_name(entry.name)
             if parsed is None:
                 self._once(entry.name, f"ignored inbound/{entry.name!r}: not a submission name")
@@ -153,10 +180,12 @@ class GradingService:
             if assignment not in dues:
                 dues[assignment] = self.duedate(assignment)
             due = dues[assignment]
-            sub = Submission(entry.name, student, assignment, info.st_ctime, due is not None and info.st_ctime > due)
+            late = due is not None and info.st_ctime > due
+            sub = Submission(entry.name, student, assignment, info.st_ctime, late, queued=time.time())
             if self.queue.add(sub, keep_on_time=rules.late == "keep-on-time"):
                 new += 1
                 self.log(f"queued {entry.name}{' (late)' if sub.late else ''}")
+            self._taken.add(entry.name)
         return new
 
     def _refuse_over_limit(self, work: Work) -> bool:
@@ -191,35 +220,65 @@ class GradingService:
             self.log(f"could not tell the student of {work.sub.name}: {exc!r}")
         self.queue.done(work.state, f"grading failed twice; reported: {why}")
 
-    def step(self) -> int:
-        """Grade one batch (up to ``jobs`` students, longest waiting first); how many submissions it answered."""
-        batch = [
-            Work(s, self.settings.rules(s.assignment) or AssignmentRules(), s.in_flight)
-            for s in self.queue.next_batch(self.jobs)
-        ]
-        to_grade = []
-        for work in batch:
-            try:
-                if self._refuse_over_limit(work):
+    def _start(self, pool: ThreadPoolExecutor, running: dict[Future, Work]) -> int:
+        """Fill the free slots: the longest-waiting students first, one submission each; how many were taken."""
+        count = 0
+        while len(running) < self.jobs:
+            states = self.queue.next_batch(self.jobs - len(running))
+            if not states:
+                break
+            for state in states:
+                count += 1
+                work = Work(state, self.settings.rules(state.assignment) or AssignmentRules(), state.in_flight)
+                sub = work.sub
+                work.marks = [("submitted", sub.received), ("poll", sub.queued or sub.received)]
+                work.mark("queue")
+                try:
+                    if self._refuse_over_limit(work):
+                        continue
+                except Exception as exc:
+                    self._failed(work, f"could not release the attempt-limit page: {exc!r}")
                     continue
-            except Exception as exc:
-                self._failed(work, f"could not release the attempt-limit page: {exc!r}")
-                continue
-            self.queue.count_attempt(work.state)
-            to_grade.append(work)
+                self.queue.count_attempt(state)
+                running[pool.submit(self.grader.grade, work)] = work
+        return count
+
+    def _finish(self, work: Work, future: Future) -> None:
+        """Record a grading's outcome (a BaseException -- the process dying -- goes on up)."""
         try:
-            errors = self.grader.grade(to_grade) if to_grade else {}
-        except Exception as exc:  # the grader itself broke: every submission of the batch failed
-            errors = {w.sub.name: f"{type(exc).__name__}: {exc}" for w in to_grade}
-        for work in to_grade:
-            why = errors.get(work.sub.name, "the grader returned no outcome")
-            if why is None:
-                self.queue.done(work.state, "graded; feedback released")
-                self.log(f"graded, feedback released: {work.sub.name}")
-            else:
-                self._failed(work, why)
-        self._write_status()
-        return len(batch)
+            why = future.result()
+        except Exception as exc:  # the grader itself broke
+            why = f"{type(exc).__name__}: {exc}"
+        if why is None:
+            self.queue.done(work.state, "graded; feedback released")
+            work.mark("record")
+            seconds = stages.durations(work.marks)
+            total = sum(seconds.values())
+            self.log(
+                f"graded, feedback released: {work.sub.name} in {total:.1f} s ({stages.format_durations(seconds)})"
+            )
+            self._write_stages(work, seconds, total)
+        else:
+            self._failed(work, why)
+
+    def _write_stages(self, work: Work, seconds: dict[str, float], total: float) -> None:
+        """One line of ``service/stages.jsonl``: where this submission's time went, submit to released."""
+        path = self.root / "service" / "stages.jsonl"
+        line = {
+            "name": work.sub.name,
+            "student": work.sub.student,
+            "assignment": work.sub.assignment,
+            "released": datetime.now(UTC).isoformat(),
+            "total": round(total, 3),
+            "seconds": {label: round(value, 3) for label, value in seconds.items()},
+        }
+        try:
+            if path.stat().st_size > STAGES_LOG_BYTES:
+                os.replace(path, path.with_name("stages.jsonl.1"))
+        except FileNotFoundError:
+            pass
+        with open(path, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
 
     def _write_status(self) -> None:
         """``service/status.json``: what waits and what failed, for the instructor (and monitoring)."""
@@ -233,21 +292,43 @@ class GradingService:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(status, indent=1))
 
-    def run_once(self) -> None:
-        """Grade everything waiting (what a killed service left in flight first), then return."""
+    def _loop(self, poll: float, until_idle: bool) -> None:
+        """Take in, start, collect: a slot that frees is refilled at once, the inbound folder read every ``poll`` s."""
         for state in self.queue.recover():
             self.log(f"grading again after a restart: {state.pending[0].name}")
-        self.scan()
-        while self.step():
-            self.scan()
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="ftlab-grade")
+        running: dict[Future, Work] = {}
+        try:
+            while True:
+                self.scan()
+                changed = self._start(pool, running)
+                if not running:
+                    if changed:
+                        self._write_status()
+                    if until_idle:
+                        return
+                    time.sleep(poll)
+                    continue
+                if changed:
+                    self._write_status()
+                done, _ = wait(running, timeout=poll, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._finish(running.pop(future), future)
+                if done:
+                    self._write_status()
+        finally:
+            # A normal end has nothing running. Anything else (the process dying, Ctrl-C): do not wait for
+            # gradings -- what is in flight stays in flight on disk, and a restart grades it again.
+            pool.shutdown(wait=not running, cancel_futures=True)
+
+    def run_once(self) -> None:
+        """Grade everything waiting (what a killed service left in flight first), then return."""
+        self._loop(poll=0.05, until_idle=True)
 
     def serve(self, poll: float = 5.0) -> None:
-        """Run until killed: every ``poll`` seconds, take in and grade what arrived."""
+        """Run until killed: every ``poll`` seconds (and whenever a grading ends), take in and grade what arrived."""
         self.log(f"ftlab serve: watching {self.inbound}, {self.jobs} at a time")
-        self.run_once()
-        while True:
-            time.sleep(poll)
-            self.run_once()
+        self._loop(poll, until_idle=False)
 
 
 def course_duedate(root: Path, assignment: str) -> float | None:

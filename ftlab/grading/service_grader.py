@@ -1,18 +1,21 @@
 """The grading service's real grader: one submission through the driver's machinery, feedback to its student.
 
 :class:`NbgraderGrader` is what ``ftlab serve`` plugs into :class:`~.service.GradingService`
-(the unit tests plug in fakes). For each submission of a batch it
+(the unit tests plug in fakes). The service calls :meth:`NbgraderGrader.grade` from up to
+``jobs`` worker threads at once, one submission each. For a submission it
 
 1. reads the assignment's files from the inbound folder with :func:`~.intake.read_submission`
    (regular single-link files, no link followed, size caps) into a private staging
    course, with the trusted receipt time as ``timestamp.txt`` (the name's timestamp is
    the student's to write; the folder's ctime is not);
-2. plans it with :func:`~.driver.prepare` and runs the jobs on the runner (threads with
-   ``--jobs N``, or Dask), each in its sandbox;
+2. plans it with :func:`~.driver.prepare` and runs its job (here or on Dask), in the
+   sandbox; the job's process also makes the student's feedback (:mod:`.jobproc`);
 3. merges the grades with :func:`~.driver.finish` -- into the real course, or, for a late
    submission under the keep-on-time rule, into a throw-away copy of the gradebook;
-4. makes that student's feedback (:func:`~.release.generate_feedback`) and releases it to
-   that submission (:func:`~.release.release`).
+4. releases the feedback to that submission (:func:`~.release.release`).
+
+The course's gradebook is read (a snapshot for the job) and written (the merge) under
+one lock: two gradings never touch it at once.
 
 A submission whose notebook was missing or not a notebook gets a page saying so instead.
 """
@@ -23,6 +26,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,10 +34,10 @@ from .driver import Course, Plan, finish, open_course, prepare
 from .intake import read_submission
 from .jobs import Job, JobResult
 from .protocol import GradingError
-from .release import generate_feedback, read_secret, release, status_page
+from .release import read_secret, release, status_page
 from .runners import DaskRunner, LocalRunner
 from .sandbox import check_available
-from .service import MAX_TRIES
+from .service import MAX_TRIES, Work
 
 __all__ = ["NbgraderGrader", "Prepared"]
 
@@ -42,7 +46,7 @@ __all__ = ["NbgraderGrader", "Prepared"]
 class Prepared:
     """One submission ready to grade: its plan, where its grades go, and what its feedback needs."""
 
-    work: object  # service.Work
+    work: Work
     plan: Plan
     secret: str
     staged: Path  # staging/view/submitted/<student>/<assignment>: the accepted files
@@ -63,7 +67,10 @@ class NbgraderGrader:
     ) -> None:
         self.root, self.exchange_course, self.log = Path(root).resolve(), Path(exchange_course), log
         self.inbound = self.exchange_course / "inbound"
-        self.runner = LocalRunner(jobs) if scheduler is None else DaskRunner(scheduler)
+        # The service runs `jobs` gradings at once, each with its own runner call: one process per submission
+        # here (a submission with an unreadable notebook has a job per notebook, run one after the other).
+        self.runner = LocalRunner(1) if scheduler is None else DaskRunner(scheduler)
+        self._gradebook = threading.Lock()  # the course's gradebook: snapshots and merges, one at a time
         shutil.rmtree(self.root / "service" / "staging", ignore_errors=True)  # a killed service's leftovers
         if scheduler is None:
             problem = check_available()
@@ -75,7 +82,7 @@ class NbgraderGrader:
     def _notebooks(self, assignment: str) -> list[str]:
         from nbgrader.api import Gradebook
 
-        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}") as gb:
+        with self._gradebook, Gradebook(f"sqlite:///{self.root / 'gradebook.db'}") as gb:
             return sorted(nb.name for nb in gb.find_assignment(assignment).notebooks)
 
     def notify(self, work, title: str, message: str) -> None:
@@ -86,11 +93,8 @@ class NbgraderGrader:
 
     # ------------------------------------------------------------------ grading
 
-    def _prepare(self, course: Course, work) -> Prepared:
+    def _prepare(self, course: Course, work: Work, staging: Path) -> Prepared:
         sub = work.sub
-        staging_root = self.root / "service" / "staging"
-        staging_root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{sub.student}-", dir=staging_root))
         secret = read_secret(self.inbound, sub.name)
         intake = read_submission(self.inbound, sub.name, course.notebooks, course.extra_files)
         if intake.problem:
@@ -106,13 +110,15 @@ class NbgraderGrader:
         plan = prepare(dataclasses.replace(course, root=staging / "view"), sub.student)
         if intake.left_out and plan.rows:
             plan.rows[course.notebooks[0]].details += intake.notes()
-        for job in plan.jobs:  # nbgrader records the submission time (and applies late penalties) from it
+        for job in plan.jobs:
+            # nbgrader records the submission time (and applies late penalties) from it
             job.files[f"{course.submission(sub.student)}/timestamp.txt"] = stamp.encode()
+            job.feedback = work.rules.hidden_checks  # the job's process makes the feedback too
         target = course
         if sub.late and work.rules.late == "keep-on-time":
             shadow = staging / "shadow"
             (shadow / "reports").mkdir(parents=True)
-            shutil.copy(course.root / "gradebook.db", shadow / "gradebook.db")
+            (shadow / "gradebook.db").write_bytes(course.common["gradebook.db"])  # the job's own snapshot
             shutil.copy(course.root / "nbgrader_config.py", shadow / "nbgrader_config.py")
             target = dataclasses.replace(course, root=shadow)
         return Prepared(work, plan, secret, staged, target, staging)
@@ -144,16 +150,19 @@ class NbgraderGrader:
         if not kept_out:
             self._install(p)
         (course.root / "reports").mkdir(exist_ok=True)
-        finish(course, p.plan, p.runs, log=self.log)
+        with self._gradebook:
+            finish(course, p.plan, p.runs, log=self.log)
+        p.work.mark("merge")
         if why:
             return why
         graded = {name for job, _ in p.runs for name in job.notebooks}
-        pages = {}
-        if graded:
-            made = generate_feedback(
-                course.root, sub.assignment, sub.student, p.work.rules.hidden_checks == "pass-fail"
-            )
-            pages = {name: page for name, page in made.items() if name in graded}
+        pages = {
+            name: page for job, result in p.runs for name, page in result.feedback.items() if name in job.notebooks
+        }
+        if graded - set(pages):
+            log = "".join(result.log for _, result in p.runs)[-1500:]
+            missing = ", ".join(sorted(graded - set(pages)))
+            raise GradingError(f"nbgrader generate_feedback wrote no page for {sub.student}'s {missing}:\n{log}")
         for name, row in p.plan.rows.items():
             if name not in graded:
                 pages[name] = status_page("Not graded", row.detail or row.status, sub.assignment, name)
@@ -165,49 +174,31 @@ class NbgraderGrader:
             (out / "timestamp.txt").write_text(nbgrader_timestamp(sub.received))
             (out / "submission_secret.txt").write_text(p.secret)
         release(self.exchange_course, p.secret, pages)
+        p.work.mark("release")
         return None
 
-    def grade(self, batch: list) -> dict[str, str | None]:
-        """Grade a batch of submissions at once on the runner; name -> None (feedback released) or why not."""
-        errors: dict[str, str | None] = {}
-        prepared: list[Prepared] = []
-        try:
-            for assignment in sorted({w.sub.assignment for w in batch}):
-                works = [w for w in batch if w.sub.assignment == assignment]
-                try:
-                    course = open_course(assignment, self.root, force=True)
-                except Exception as exc:
-                    errors.update({w.sub.name: f"cannot open the course: {exc}" for w in works})
-                    continue
-                for work in works:
-                    try:
-                        prepared.append(self._prepare(course, work))
-                    except Exception as exc:
-                        errors[work.sub.name] = f"{type(exc).__name__}: {exc}"
-            self._run(prepared, errors)
-        finally:
-            for p in prepared:
-                shutil.rmtree(p.staging, ignore_errors=True)
-        return errors
-
-    def _run(self, prepared: list[Prepared], errors: dict[str, str | None]) -> None:
-        owner = {id(job): p for p in prepared for job in p.plan.jobs}
-
-        def settle(p: Prepared) -> None:
+    def grade(self, work: Work) -> str | None:
+        """Grade one submission and release its feedback; None, or why it failed (said in the service's log)."""
+        sub = work.sub
+        with self._gradebook:  # the job's gradebook snapshot is read here
             try:
-                errors[p.work.sub.name] = self._complete(p)
+                course = open_course(sub.assignment, self.root, force=True)
             except Exception as exc:
-                errors[p.work.sub.name] = f"{type(exc).__name__}: {exc}"
-
-        def collect(job: Job, result: JobResult | None) -> None:
-            p = owner[id(job)]
-            p.runs.append((job, result))
-            if len(p.runs) == len(p.plan.jobs):
-                settle(p)
-
-        for p in prepared:
-            if not p.plan.jobs:  # nothing to run (no readable notebook): its page says why
-                settle(p)
-        stopped = self.runner.run([job for p in prepared for job in p.plan.jobs], collect)
-        for p in prepared:
-            errors.setdefault(p.work.sub.name, stopped or "not graded")
+                return f"cannot open the course: {exc}"
+        staging_root = self.root / "service" / "staging"
+        staging_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{sub.student}-", dir=staging_root))
+        try:
+            p = self._prepare(course, work, staging)
+            work.mark("intake")
+            if p.plan.jobs:  # none: no readable notebook, its page says why
+                stopped = self.runner.run(p.plan.jobs, lambda job, result: p.runs.append((job, result)))
+                if stopped:
+                    return stopped
+                for _, result in p.runs:
+                    work.marks += result.marks if result is not None else []
+            return self._complete(p)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
