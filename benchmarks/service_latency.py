@@ -11,15 +11,20 @@ inbound folder at once, as ``nbgrader submit`` leaves them (the folder renamed i
 whole). A submission's latency ends when its feedback page is in the exchange's
 ``feedback/`` folder under its own hash -- what the student's *Fetch Feedback* finds.
 Every page must give full marks, or the benchmark stops. Prints p50 / p95 / max per
-assignment. It grades for minutes on all cores: run it on an otherwise idle machine.
+assignment, then where the time went: the service's per-stage seconds of each submission
+(``service/stages.jsonl``, :mod:`ftlab.grading.stages`), median and mean per stage. It
+grades for minutes on all cores: run it on an otherwise idle machine (it prints the load
+average before and after; other work on the machine shows there).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,8 +63,10 @@ def answered(course: Path, assignment: str) -> tuple[str, bytes]:
     return source.stem, nbformat.writes(nb).encode()
 
 
-def submit_all(exchange: Path, assignment: str, notebook: str, data: bytes, n: int) -> dict[str, tuple[str, float]]:
-    """``n`` submissions at once; student -> (feedback file name, time submitted)."""
+def submit_all(
+    exchange: Path, assignment: str, notebook: str, data: bytes, n: int
+) -> dict[str, tuple[str, float, str]]:
+    """``n`` submissions at once; student -> (feedback file name, time submitted, submission name)."""
     from nbgrader.utils import notebook_hash
 
     inbound = exchange / "ftlab" / "inbound"
@@ -78,26 +85,46 @@ def submit_all(exchange: Path, assignment: str, notebook: str, data: bytes, n: i
         (folder / "timestamp.txt").write_text(stamp)
         (folder / "submission_secret.txt").write_text(secret)
         os.rename(folder, inbound / name)
-        out[student] = (f"{notebook_hash(secret=secret, notebook_id=notebook)}.html", time.monotonic())
+        out[student] = (f"{notebook_hash(secret=secret, notebook_id=notebook)}.html", time.monotonic(), name)
     return out
 
 
-def wait_for_feedback(exchange: Path, pending: dict[str, tuple[str, float]], timeout: float) -> dict[str, float]:
+def wait_for_feedback(exchange: Path, pending: dict[str, tuple[str, float, str]], timeout: float) -> dict[str, float]:
     feedback = exchange / "ftlab" / "feedback"
     latency: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     while len(latency) < len(pending):
         if time.monotonic() > deadline:
             raise SystemExit(f"only {len(latency)} of {len(pending)} feedback pages after {timeout:.0f} s")
-        for student, (page, t0) in pending.items():
+        for student, (page, t0, _) in pending.items():
             if student not in latency and (feedback / page).exists():
                 latency[student] = time.monotonic() - t0
         time.sleep(0.1)
     return latency
 
 
-def full_marks(exchange: Path, pending: dict[str, tuple[str, float]], points: int) -> None:
-    for student, (page, _) in pending.items():
+def stage_seconds(course: Path, pending: dict[str, tuple[str, float, str]]) -> list[dict[str, float]]:
+    """The service's stage seconds of these submissions (service/stages.jsonl), one dict each."""
+    names = {name for _, _, name in pending.values()}
+    lines = (course / "service" / "stages.jsonl").read_text().splitlines()
+    found = [json.loads(line) for line in lines]
+    return [x["seconds"] for x in found if x["name"] in names]
+
+
+def stage_table(per_submission: list[dict[str, float]]) -> list[tuple[str, float, float]]:
+    """(stage, median, mean) over the submissions, in the order the stages happen; a missing stage counts 0."""
+    order: list[str] = []
+    for seconds in per_submission:
+        order += [label for label in seconds if label not in order]
+    return [
+        (label, statistics.median(v), statistics.mean(v))
+        for label in order
+        for v in [[seconds.get(label, 0.0) for seconds in per_submission]]
+    ]
+
+
+def full_marks(exchange: Path, pending: dict[str, tuple[str, float, str]], points: int) -> None:
+    for student, (page, _, _) in pending.items():
         text = (exchange / "ftlab" / "feedback" / page).read_text()
         if f"Your result: {points} / {points} points" not in text:
             raise SystemExit(f"{student}'s feedback is not full marks: the benchmark measured something else")
@@ -115,7 +142,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args()
-    rows = []
+    rows, stages = [], {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ftlab-service-bench-") as tmp:
         course, exchange = make_course(Path(tmp), args.assignments), Path(tmp) / "exchange"
         env = {**_env(), "FTLAB_FAST": "1"}
@@ -129,14 +157,21 @@ def main() -> None:
                 latency = list(wait_for_feedback(exchange, pending, args.timeout).values())
                 full_marks(exchange, pending, POINTS.get(assignment, 10))
                 rows.append((assignment, percentile(latency, 0.5), percentile(latency, 0.95), max(latency)))
+                stages[assignment] = stage_table(stage_seconds(course, pending))
         finally:
             service.terminate()
             service.wait(30)
             log.close()
     print(f"\n{args.students} students submitting at once, ftlab serve --jobs {args.jobs}, FTLAB_FAST=1")
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     print(f"{'assignment':<16} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
     for assignment, p50, p95, worst in rows:
         print(f"{assignment:<16} {p50:>7.0f} {p95:>7.0f} {worst:>7.0f}")
+    for assignment, table in stages.items():
+        print(f"\n{assignment}: seconds per stage of one submission (median, mean over {args.students})")
+        for label, median, mean in table:
+            print(f"  {label:<18} {median:>6.1f} {mean:>6.1f}")
+        print(f"  {'total':<18} {'':>6} {sum(mean for _, _, mean in table):>6.1f}")
 
 
 if __name__ == "__main__":

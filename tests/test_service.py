@@ -307,6 +307,48 @@ def test_a_submission_must_belong_to_the_account_it_names(tmp_path):
     assert any(forged in line and "not owned by alice" in line for line in log)
 
 
+def test_the_instructors_page_links_each_report_and_the_reports_follow_releases(tmp_path, monkeypatch):
+    from ftlab.grading import report
+
+    written: list[str] = []
+
+    def fake_write(assignment, root, below=0.5):
+        written.append(assignment)
+        (Path(root) / "reports" / f"{assignment}.html").write_text("<html>class report</html>")
+
+    monkeypatch.setattr(report, "write", fake_write)
+    inbound = tmp_path / "inbound"
+    grader = FakeGrader(fail={"bob": 5})
+    service = _service(tmp_path, grader)
+    index = tmp_path / "course" / "reports" / "index.html"
+    alice = _submit(inbound, "alice")
+    bob = _submit(inbound, "<b>ob")  # not a valid name: ignored, and never on the page unescaped
+    _submit(inbound, "bob")
+    service.run_once()
+    assert written == [ASSIGNMENT]  # once: when the service had nothing left to grade
+    page = index.read_text()
+    assert f'<a href="{ASSIGNMENT}.html">' in page and "0 waiting, 0 being graded" in page
+    assert "bob+toy" in page and "nbgrader exited with 1" in page  # the failure reported
+    assert "<b>ob" not in page and bob not in page and alice not in page
+    service.run_once()  # nothing new released: the report is not written again
+    assert written == [ASSIGNMENT]
+
+
+def test_the_report_csv_keeps_other_students_rows(tmp_path):
+    import csv
+
+    from ftlab.grading.driver import NotebookResult, update_report, write_report
+
+    path = tmp_path / "toy.csv"
+    write_report(path, "toy", [NotebookResult("alice", "toy", score=1), NotebookResult("bob", "toy", "errors")])
+    update_report(path, "toy", [NotebookResult("bob", "toy", score=2, max_score=2)])
+    update_report(tmp_path / "new.csv", "toy", [NotebookResult("carol", "toy")])
+    with open(path, newline="") as fh:
+        rows = {r["student"]: r for r in csv.DictReader(fh)}
+    assert rows["alice"]["score"] == "1" and rows["bob"]["status"] == "graded" and rows["bob"]["score"] == "2"
+    assert (tmp_path / "new.csv").read_text().splitlines()[1].startswith("toy,carol,toy,graded")
+
+
 @pytest.mark.parametrize(
     "text, problem",
     [

@@ -65,6 +65,7 @@ import csv
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import sys
 import tempfile
@@ -472,12 +473,37 @@ def finish(course: Course, plan: Plan, runs: list[tuple[Job, JobResult | None]],
 # --------------------------------------------------------------------------- a class
 
 
+REPORT_COLUMNS = ["assignment", "student", "notebook", "status", "score", "max_score", "sandbox", "detail"]
+
+
 def write_report(path: Path, assignment: str, rows: list[NotebookResult]) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["assignment", "student", "notebook", "status", "score", "max_score", "sandbox", "detail"])
+        writer.writerow(REPORT_COLUMNS)
         for r in rows:
             writer.writerow([assignment, r.student, r.notebook, r.status, r.score, r.max_score, r.sandbox, r.detail])
+
+
+def update_report(path: Path, assignment: str, rows: list[NotebookResult]) -> None:
+    """Replace these students' rows in the report CSV, keeping everyone else's (the service grades one at a time).
+
+    Written to a temporary file and renamed: ``ftlab report`` never reads half a file.
+    """
+    students = {r.student for r in rows}
+    kept: list[list[str]] = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            kept = [
+                [row.get(c, "") for c in REPORT_COLUMNS] for row in csv.DictReader(fh) if row["student"] not in students
+            ]
+    tmp = path.with_name(f".{path.name}.new")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(REPORT_COLUMNS)
+        writer.writerows(kept)
+        for r in rows:
+            writer.writerow([assignment, r.student, r.notebook, r.status, r.score, r.max_score, r.sandbox, r.detail])
+    os.replace(tmp, path)
 
 
 def grade_class(

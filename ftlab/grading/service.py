@@ -50,6 +50,7 @@ from typing import Protocol
 
 from . import stages
 from .queue import Queue, StudentState, Submission, attempt_refusal, parse_inbound_name
+from .service_page import ServicePage
 from .service_settings import AssignmentRules, SettingsError, load_settings
 
 __all__ = ["Work", "Grader", "GradingService", "course_duedate", "exchange_location", "main"]
@@ -107,6 +108,7 @@ class GradingService:
         self._ignored: set[str] = set()
         self._taken: set[str] | None = None  # inbound names already in the queue (loaded on the first scan)
         self.settle = settle  # seconds a submission folder must be unchanged before it is taken in
+        self.page = ServicePage(self.root, log)  # reports/index.html and the class reports, for the instructor
 
     def _reload(self) -> None:
         try:
@@ -258,6 +260,7 @@ class GradingService:
                 f"graded, feedback released: {work.sub.name} in {total:.1f} s ({stages.format_durations(seconds)})"
             )
             self._write_stages(work, seconds, total)
+            self.page.released(work.sub.assignment)
         else:
             self._failed(work, why)
 
@@ -281,7 +284,7 @@ class GradingService:
             fh.write(json.dumps(line) + "\n")
 
     def _write_status(self) -> None:
-        """``service/status.json``: what waits and what failed, for the instructor (and monitoring)."""
+        """``service/status.json`` (what waits, what is in flight) and the instructor's ``reports/index.html``."""
         states = self.queue.states()
         status = {
             "updated": datetime.now(UTC).isoformat(),
@@ -291,21 +294,26 @@ class GradingService:
         path = self.root / "service" / "status.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(status, indent=1))
+        graded = sorted(name for name, rules in self.settings.assignments.items() if rules.enabled)
+        self.page.write_index(graded, status)
 
     def _loop(self, poll: float, until_idle: bool) -> None:
         """Take in, start, collect: a slot that frees is refilled at once, the inbound folder read every ``poll`` s."""
         for state in self.queue.recover():
             self.log(f"grading again after a restart: {state.pending[0].name}")
+        self._write_status()
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="ftlab-grade")
         running: dict[Future, Work] = {}
         try:
             while True:
                 self.scan()
                 changed = self._start(pool, running)
+                self.page.refresh(idle=not running)
                 if not running:
                     if changed:
                         self._write_status()
                     if until_idle:
+                        self.page.wait()
                         return
                     time.sleep(poll)
                     continue

@@ -30,7 +30,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .driver import Course, Plan, finish, open_course, prepare
+from .driver import Course, Plan, finish, open_course, prepare, update_report
 from .intake import read_submission
 from .jobs import Job, JobResult
 from .protocol import GradingError
@@ -152,6 +152,10 @@ class NbgraderGrader:
         (course.root / "reports").mkdir(exist_ok=True)
         with self._gradebook:
             finish(course, p.plan, p.runs, log=self.log)
+            if not kept_out:  # `ftlab report`'s statuses: how this student's grading went
+                update_report(
+                    course.root / "reports" / f"{sub.assignment}.csv", sub.assignment, list(p.plan.rows.values())
+                )
         p.work.mark("merge")
         if why:
             return why
