@@ -149,8 +149,17 @@ def submit_copies(course: Path, assignment: str, students: dict[str, dict[str, s
 TOY_SETUP = "import time\n\nfrom ftlab.grading import expect_equal\n\nSECONDS = 4  # each check takes this long"
 
 
-def toy_notebook() -> nbformat.NotebookNode:
-    """The toy assignment's source: one answer, one 2-point check that takes ``SECONDS`` when answered right."""
+TOY_HIDDEN = (
+    '"""answer() holds on a hidden input."""\n### BEGIN HIDDEN TESTS\n'
+    'expect_equal(answer() * 1000 + 7, 42007, what="answer(), scaled", hidden=True)\n### END HIDDEN TESTS'
+)
+
+
+def toy_notebook(hidden: bool = False) -> nbformat.NotebookNode:
+    """The toy assignment's source: one answer, one 2-point check that takes ``SECONDS`` when answered right.
+
+    ``hidden``: and a 1-point check that is all hidden test (:data:`TOY_HIDDEN`).
+    """
     cells = [
         nbformat.v4.new_markdown_cell("# A toy assignment (2 points)"),
         nbformat.v4.new_code_cell(TOY_SETUP),
@@ -169,18 +178,22 @@ def toy_notebook() -> nbformat.NotebookNode:
         strict=True,
     ):
         cell.metadata["nbgrader"] = {**nbg, "schema_version": 3}
+    if hidden:
+        cells.append(nbformat.v4.new_code_cell(TOY_HIDDEN))
+        meta = {"grade": True, "solution": False, "locked": True, "grade_id": "test_hidden", "points": 1}
+        cells[-1].metadata["nbgrader"] = {**meta, "schema_version": 3}
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
 
-def make_toy_course(parent: Path, assignment: str = "toy") -> Path:
+def make_toy_course(parent: Path, assignment: str = "toy", hidden: bool = False) -> Path:
     """A one-check course whose grade takes a few seconds (no torch in the notebook): for the driver's plumbing."""
     course = parent / "course"
     (course / "source" / assignment).mkdir(parents=True)
     (course / "nbgrader_config.py").write_text(
         (ROOT / "nbgrader_config.py").read_text().replace('"solutions"', '"source"')
     )
-    nbformat.write(toy_notebook(), course / "source" / assignment / "toy.ipynb")
+    nbformat.write(toy_notebook(hidden), course / "source" / assignment / "toy.ipynb")
     nbgrader("generate_assignment", assignment, "--force", cwd=course)
     return course

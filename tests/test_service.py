@@ -532,3 +532,40 @@ def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_g
     assert (course / "submitted" / "alice" / ASSIGNMENT / "toy.ipynb").read_bytes() == right
     assert re.search(rf"queued {re.escape(late)} \(late\)", proc.stderr)
     assert "Your result: 2 / 2 points" in _text(feedback / mine)  # the earlier page is untouched
+
+    # where the time went, per submission, in the order the stages ended
+    lines = [json.loads(x) for x in (course / "service" / "stages.jsonl").read_text().splitlines()]
+    assert {x["name"] for x in lines[:2]} == {alice, bob}
+    stages = list(lines[0]["seconds"])
+    expected = ["poll", "queue", "intake", "job files", "process start-up", "nbgrader set-up", "grader set-up"]
+    expected += ["kernel start", "cells", "checks", "kernel stop", "nbgrader save", "feedback", "process exit"]
+    assert stages == [*expected, "merge", "release", "record"], stages
+    # the instructor's page and the class report, rewritten after the releases
+    assert f'<a href="{ASSIGNMENT}.html">' in (course / "reports" / "index.html").read_text()
+    assert "Points per question" in (course / "reports" / f"{ASSIGNMENT}.html").read_text()
+    statuses = (course / "reports" / f"{ASSIGNMENT}.csv").read_text()
+    assert ",alice,toy,graded," in statuses and ",bob,toy,errors," in statuses, statuses
+
+
+@pytest.mark.slow
+def test_hidden_checks_pass_fail_end_to_end(tmp_path):
+    """A real hidden check graded by `ftlab serve`: the page says passed / failed with the message, never the test."""
+    from course import make_toy_course
+    from nbgrader.utils import notebook_hash
+
+    course = make_toy_course(tmp_path, hidden=True)
+    (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
+    exchange = tmp_path / "exchange"
+    right = _student_copy(course, "def answer():\n    return 42")
+    wrong = _student_copy(course, "def answer():\n    return 41")
+    _, alice_secret = _exchange_submit(exchange, "alice", right)
+    _, bob_secret = _exchange_submit(exchange, "bob", wrong)
+    proc = _serve_once(course, exchange)
+    feedback = exchange / "ftlab" / "feedback"
+    mine = _text(feedback / f"{notebook_hash(secret=alice_secret, notebook_id='toy')}.html")
+    theirs = _text(feedback / f"{notebook_hash(secret=bob_secret, notebook_id='toy')}.html")
+    assert "Your result: 3 / 3 points" in mine and "passed" in mine, proc.stderr[-3000:]
+    assert "Your result: 0 / 3 points" in theirs
+    assert "failed: CheckFailed: answer(), scaled: " in theirs  # the check's message, in place of its output
+    for page in (mine, theirs):
+        assert "42007" not in page and "* 1000" not in page and "HIDDEN TESTS" not in page  # never the hidden test
