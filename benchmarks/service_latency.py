@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--cold-start", action="store_true", help="ftlab serve --cold-start (for comparison)")
     args = parser.parse_args()
     rows, stages = [], {}
     load_before = os.getloadavg()
@@ -149,7 +150,8 @@ def main() -> None:
         env = {**_env(), "FTLAB_FAST": "1"}
         cmd = [sys.executable, "-m", "ftlab", "serve", f"--course={course}", f"--exchange={exchange}"]
         log = open(Path(tmp) / "serve.log", "w")  # noqa: SIM115 -- open for the service's life
-        service = subprocess.Popen([*cmd, f"--jobs={args.jobs}", "--poll=0.5"], env=env, stderr=log, stdout=log)
+        cmd += [f"--jobs={args.jobs}", "--poll=0.5", *(["--cold-start"] if args.cold_start else [])]
+        service = subprocess.Popen(cmd, env=env, stderr=log, stdout=log)
         try:
             for assignment in args.assignments:
                 notebook, data = answered(course, assignment)
@@ -158,11 +160,16 @@ def main() -> None:
                 full_marks(exchange, pending, POINTS.get(assignment, 10))
                 rows.append((assignment, percentile(latency, 0.5), percentile(latency, 0.95), max(latency)))
                 stages[assignment] = stage_table(stage_seconds(course, pending))
+        except SystemExit:
+            log.flush()
+            print("".join((Path(tmp) / "serve.log").read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
+            raise
         finally:
             service.terminate()
             service.wait(30)
             log.close()
-    print(f"\n{args.students} students submitting at once, ftlab serve --jobs {args.jobs}, FTLAB_FAST=1")
+    cold = " --cold-start" if args.cold_start else ""
+    print(f"\n{args.students} students submitting at once, ftlab serve --jobs {args.jobs}{cold}, FTLAB_FAST=1")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     print(f"{'assignment':<16} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
     for assignment, p50, p95, worst in rows:

@@ -569,3 +569,26 @@ def test_hidden_checks_pass_fail_end_to_end(tmp_path):
     assert "failed: CheckFailed: answer(), scaled: " in theirs  # the check's message, in place of its output
     for page in (mine, theirs):
         assert "42007" not in page and "* 1000" not in page and "HIDDEN TESTS" not in page  # never the hidden test
+
+
+@pytest.mark.slow
+def test_a_warm_job_is_graded_like_a_cold_one_and_killed_whole_on_time(tmp_path):
+    """The service's jobs fork from a warm process (ftlab.grading.warm): same grades; the wall clock still kills."""
+    import psutil
+    from course import make_toy_course, submit_copies
+
+    from ftlab.grading.driver import open_course, prepare
+    from ftlab.grading.jobs import run_job
+
+    course = make_toy_course(tmp_path)
+    submit_copies(course, ASSIGNMENT, {"alice": {}, "bob": {"answer": "import time\ntime.sleep(600)"}})
+    toy = open_course(ASSIGNMENT, course, wall_clock=20)
+    cold, warm = (run_job(prepare(toy, "alice").jobs[0], warm=w) for w in (False, True))
+    assert cold.rc == warm.rc == 0, warm.log[-3000:]
+    assert cold.autograded.keys() == warm.autograded.keys() and warm.gradebook
+    assert "process start-up" in dict(warm.marks) and "cells" in dict(warm.marks)
+
+    killed = run_job(prepare(toy, "bob").jobs[0], warm=True)  # the answer cell sleeps past the wall clock
+    assert killed.rc is None and killed.gradebook is None
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    assert servers and all(s.children(recursive=True) == [] for s in servers)  # nothing of the job is left

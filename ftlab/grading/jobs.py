@@ -75,16 +75,17 @@ def course_files(root: Path, assignment: str, source_dir: str) -> dict[str, byte
     return files
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """Kill nbgrader and every kernel it started (kernels run in their own sessions)."""
+def kill_process_tree(pid: int) -> None:
+    """Kill a job's process (a session leader), its process group and every process it started (kernels run in
+    sessions of their own)."""
     try:
         import psutil
 
-        children = psutil.Process(proc.pid).children(recursive=True)
+        children = psutil.Process(pid).children(recursive=True)
     except Exception:
         children = []
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     for child in children:
@@ -92,7 +93,6 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             child.kill()
         except Exception:
             pass
-    proc.wait()
 
 
 def _die_with_parent() -> None:
@@ -142,7 +142,8 @@ def _run_guarded(argv: list[str], cwd: Path, env: dict[str, str], wall_clock: fl
     try:
         out, _ = proc.communicate(timeout=wall_clock)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc)
+        kill_process_tree(proc.pid)
+        proc.wait()
         try:
             out, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:  # a grandchild still holds the pipe
@@ -151,8 +152,11 @@ def _run_guarded(argv: list[str], cwd: Path, env: dict[str, str], wall_clock: fl
     return proc.returncode, out
 
 
-def run_job(job: Job, common: dict[str, bytes] | None = None) -> JobResult:
-    """Grade one job in a temporary course; ``common`` replaces ``job.common`` (sent to a worker once)."""
+def run_job(job: Job, common: dict[str, bytes] | None = None, warm: bool = False) -> JobResult:
+    """Grade one job in a temporary course; ``common`` replaces ``job.common`` (sent to a worker once).
+
+    ``warm``: fork the job's process from a process with its imports done (:mod:`.warm`), not a new interpreter.
+    """
     with tempfile.TemporaryDirectory(prefix="ftlab-job-") as tmp:
         course = Path(tmp)
         for rel, data in {**(job.common if common is None else common), **job.files}.items():
@@ -164,10 +168,15 @@ def run_job(job: Job, common: dict[str, bytes] | None = None) -> JobResult:
         env = nbgrader_env({**os.environ, **job.env})
         args = ["autograde", job.assignment, f"--student={job.student}", f"--notebook={job.pattern}", "--force"]
         marked = course / ".ftlab-stages"  # the job's own folder: the sandboxed kernel never sees it
-        argv = [sys.executable, "-m", "ftlab.grading.jobproc", "--stages", str(marked)]
-        argv += ["--feedback", job.feedback] if job.feedback else []
+        argv = ["--stages", str(marked), *(["--feedback", job.feedback] if job.feedback else []), "--", *args]
+        argv += job.args
         marks = [("job files", time.time())]
-        rc, out = _run_guarded([*argv, "--", *args, *job.args], course, env, job.wall_clock)
+        if warm:
+            from .warm import run_warm
+
+            rc, out = run_warm(argv, course, env, job.wall_clock)
+        else:
+            rc, out = _run_guarded([sys.executable, "-m", "ftlab.grading.jobproc", *argv], course, env, job.wall_clock)
         graded = course / "autograded" / job.student / job.assignment
         ok = rc == 0 and all((graded / f"{n}.ipynb").exists() for n in job.notebooks)
         feedback = course / "feedback" / job.student / job.assignment

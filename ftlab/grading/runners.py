@@ -28,9 +28,10 @@ class Runner(Protocol):
 
 @dataclasses.dataclass
 class LocalRunner:
-    """``jobs`` submissions at a time, each in its own nbgrader process and sandbox."""
+    """``jobs`` submissions at a time, each in its own nbgrader process and sandbox (``warm``: :mod:`.warm`)."""
 
     jobs: int = 1
+    warm: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
@@ -38,7 +39,7 @@ class LocalRunner:
 
     def run(self, jobs: list[Job], collect: Collect) -> str | None:
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = {pool.submit(run_job, job): job for job in jobs}
+            futures = {pool.submit(run_job, job, None, self.warm): job for job in jobs}
             for future in as_completed(futures):
                 try:
                     result = future.result()

@@ -391,6 +391,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--once", action="store_true", help="grade what is waiting, then exit")
     parser.add_argument("--poll", type=float, default=5.0, help="seconds between looks at the inbound folder")
     parser.add_argument("--exchange", help="exchange root (default: nbgrader's Exchange.root from the config)")
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start each grading process as a new interpreter, not forked warm (slower; for comparison)",
+    )
     return parser
 
 
@@ -411,7 +416,7 @@ def run_cli(args: argparse.Namespace) -> int:
         exchange, course_id = exchange_location(root)
         if args.exchange:
             exchange = Path(args.exchange)
-        grader = NbgraderGrader(root, exchange / course_id, args.jobs, args.scheduler, log)
+        grader = NbgraderGrader(root, exchange / course_id, args.scheduler, log, warm=not args.cold_start)
         service = GradingService(root, grader, exchange / course_id / "inbound", args.jobs, log)
         service.run_once() if args.once else service.serve(args.poll)
     except (GradingError, SettingsError, ValueError, OSError) as exc:

@@ -63,13 +63,19 @@ class NbgraderGrader:
     """Grades with ``nbgrader autograde`` in the sandbox; releases feedback into the exchange."""
 
     def __init__(
-        self, root: Path, exchange_course: Path, jobs: int = 1, scheduler: str | None = None, log=print
+        self,
+        root: Path,
+        exchange_course: Path,
+        scheduler: str | None = None,
+        log=print,
+        warm: bool = True,
     ) -> None:
         self.root, self.exchange_course, self.log = Path(root).resolve(), Path(exchange_course), log
         self.inbound = self.exchange_course / "inbound"
         # The service runs `jobs` gradings at once, each with its own runner call: one process per submission
-        # here (a submission with an unreadable notebook has a job per notebook, run one after the other).
-        self.runner = LocalRunner(1) if scheduler is None else DaskRunner(scheduler)
+        # here (a submission with an unreadable notebook has a job per notebook, run one after the other),
+        # forked warm (:mod:`.warm`): a student waits for their notebook, not for imports.
+        self.runner = LocalRunner(1, warm=warm) if scheduler is None else DaskRunner(scheduler)
         self._gradebook = threading.Lock()  # the course's gradebook: snapshots and merges, one at a time
         shutil.rmtree(self.root / "service" / "staging", ignore_errors=True)  # a killed service's leftovers
         if scheduler is None:
