@@ -7,13 +7,11 @@ by the student's ``nbgrader submit``) and the notebook's name; the student's
 released here is found by the submission it answers and by nobody else's -- the
 folder is not listable by students (mode 0711, as nbgrader makes it).
 
-:func:`generate_feedback` runs ``nbgrader generate_feedback --student`` in a private
-folder made of the course's config, a gradebook and the student's autograded
-notebooks -- so a late submission's feedback can come from a gradebook copy that is
-then thrown away (the real one keeps the on-time grade). With hidden checks shown
-pass/fail (:class:`~.feedback.HiddenChecksPassFail`) the hidden test cells' outputs
-are replaced by "passed" or "failed: <message>" -- a traceback would show the test's
-code, and with it the expected values.
+The pages are made by ``nbgrader generate_feedback`` in the grading job's own process,
+in its private course (:mod:`.jobproc`), with the config :func:`feedback_config` gives:
+with hidden checks shown pass/fail (:class:`~.feedback.HiddenChecksPassFail`) the
+hidden test cells' outputs are replaced by "passed" or "failed: <message>" -- a
+traceback would show the test's code, and with it the expected values.
 
 :func:`status_page` is the page a submission gets when it is not graded: over the
 attempt limit, or grading failed twice.
@@ -24,7 +22,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -32,10 +29,8 @@ from pathlib import Path
 from nbgrader.utils import notebook_hash
 
 from .intake import read_regular_file
-from .jobs import run_nbgrader
-from .protocol import GradingError
 
-__all__ = ["read_secret", "release", "generate_feedback", "status_page", "feedback_config"]
+__all__ = ["read_secret", "release", "status_page", "feedback_config"]
 
 _SECRET = re.compile(r"[0-9a-fA-F]{16,256}")
 PASS_FAIL = "ftlab.grading.feedback.HiddenChecksPassFail"
@@ -98,25 +93,3 @@ def feedback_config(course_config: str, hidden_pass_fail: bool) -> str:
         f"_pp.insert(_pp.index({CLEAR_HIDDEN!r}) if {CLEAR_HIDDEN!r} in _pp else len(_pp), {PASS_FAIL!r})\n"
         "c.GenerateFeedback.preprocessors = _pp\n"
     )
-
-
-def generate_feedback(
-    course_root: Path, assignment: str, student: str, hidden_pass_fail: bool, timeout: float = 300
-) -> dict[str, bytes]:
-    """``nbgrader generate_feedback`` for one student from ``course_root``'s gradebook and autograded notebooks.
-
-    Returns notebook name -> HTML. Raises GradingError (with nbgrader's output) when it fails or writes no page.
-    """
-    graded = course_root / "autograded" / student / assignment
-    with tempfile.TemporaryDirectory(prefix="ftlab-feedback-") as tmp:
-        work = Path(tmp)
-        config = (course_root / "nbgrader_config.py").read_text()
-        (work / "nbgrader_config.py").write_text(feedback_config(config, hidden_pass_fail))
-        shutil.copy(course_root / "gradebook.db", work / "gradebook.db")
-        shutil.copytree(graded, work / "autograded" / student / assignment, symlinks=True)  # made by the grader
-        run_nbgrader(["generate_feedback", assignment, f"--student={student}", "--force"], work, timeout)
-        out = work / "feedback" / student / assignment
-        pages = {p.stem: p.read_bytes() for p in sorted(out.glob("*.html"))} if out.is_dir() else {}
-        if not pages:
-            raise GradingError(f"nbgrader generate_feedback wrote no page for {student}'s {assignment}")
-        return pages
