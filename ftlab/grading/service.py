@@ -333,7 +333,7 @@ class GradingService:
         """Grade everything waiting (what a killed service left in flight first), then return."""
         self._loop(poll=0.05, until_idle=True)
 
-    def serve(self, poll: float = 5.0) -> None:
+    def serve(self, poll: float = 1.0) -> None:
         """Run until killed: every ``poll`` seconds (and whenever a grading ends), take in and grade what arrived."""
         self.log(f"ftlab serve: watching {self.inbound}, {self.jobs} at a time")
         self._loop(poll, until_idle=False)
@@ -389,7 +389,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once, each in its own sandbox")
     parser.add_argument("--scheduler", help="Dask scheduler address: grade on the cluster's workers")
     parser.add_argument("--once", action="store_true", help="grade what is waiting, then exit")
-    parser.add_argument("--poll", type=float, default=5.0, help="seconds between looks at the inbound folder")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the inbound folder")
     parser.add_argument("--exchange", help="exchange root (default: nbgrader's Exchange.root from the config)")
     parser.add_argument(
         "--cold-start",

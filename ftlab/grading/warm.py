@@ -72,8 +72,10 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
 def run_warm(argv: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
     """``python -m ftlab.grading.jobproc ARGV`` in ``cwd``, warm; (returncode, output), None when killed on time."""
     log = Path(cwd) / ".ftlab-job.log"
-    proc = _forkserver().Process(target=_child, args=(argv, str(cwd), env, str(log)), name="ftlab-job")
-    proc.start()
+    context = _forkserver()
+    proc = context.Process(target=_child, args=(argv, str(cwd), env, str(log)), name="ftlab-job")
+    with _lock:  # the service's grading threads start jobs at the same time: one start at a time
+        proc.start()
     proc.join(wall_clock)
     rc: int | None = proc.exitcode
     if rc is None:
