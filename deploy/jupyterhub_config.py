@@ -87,7 +87,9 @@ c.JupyterHub.services = [
         # Graded on submit (`ftlab serve`, docs/guides/instructors.md: "Graded on submit"): polls the exchange's inbound folder,
         # grades each submission of the assignments grading_service.toml turns on, sandboxed, and releases
         # its feedback to that student. No URL: nobody talks to it; the hub starts it, and restarts it if it
-        # dies (what it was grading is graded again: its queue is on disk).
+        # dies (what it was grading is graded again: its queue is on disk). Its page for the instructors is a
+        # file in the course, served by the course service above: /services/ftlab/files/reports/index.html
+        # (the queue, the last failures, each assignment's class report).
         "name": f"{COURSE}-grading",
         "command": [
             "ftlab",
