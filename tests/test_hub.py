@@ -708,3 +708,16 @@ def test_students_get_feedback_on_submit_through_the_assignments_tab(hub: Hub):
     with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
         assert gb.find_submission(TOY, alice).score == 2  # the last on-time grade, not the late 0
         assert gb.find_submission(TOY, bob).score == 0
+
+    # the grading service's page for the instructor, served by the course service: its link to the class report
+    report = hub.course / "reports" / f"{TOY}.html"
+    deadline = time.monotonic() + 120
+    while not report.exists():  # rewritten once the service has nothing left to grade
+        assert time.monotonic() < deadline, f"no {report} after the releases:\n{hub.tail()}"
+        time.sleep(0.5)
+    r = hub.api("GET", f"/services/{COURSE_ID}/files/reports/index.html", teacher)
+    assert r.status_code == 200 and f'<a href="{TOY}.html">' in r.text, r.text[:2000]
+    r = hub.api("GET", f"/services/{COURSE_ID}/files/reports/{TOY}.html", teacher)
+    assert r.status_code == 200 and "Points per question" in r.text, r.text[:2000]
+    r = hub.api("GET", f"/services/{COURSE_ID}/files/reports/index.html", tokens[bob], allow_redirects=False)
+    assert r.status_code != 200  # a student cannot open the course service
