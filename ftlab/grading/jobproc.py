@@ -41,12 +41,15 @@ __all__ = ["main", "run_nbgrader_app"]
 
 def run_nbgrader_app(argv: list[str]) -> int:
     """One nbgrader command in this process; its exit status. The application is reset after it."""
+    from jupyter_core.application import NoStart
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
     app = NbGraderApp.instance()
     try:
         app.initialize(argv)
         app.start()
+    except NoStart:  # how a Jupyter application says its subcommand ran (launch_instance ignores it)
+        return 0
     except SystemExit as exc:  # nbgrader's apps end a failed command with sys.exit(1)
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
