@@ -431,6 +431,19 @@ def _grade_toy(tmp_path, answers: dict[str, str], tests: dict[str, str], setup: 
 
 
 @pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
+def test_the_kernels_channel_folder_is_sealed_once_the_kernel_is_up(tmp_path):
+    """The first kernel's too: nbclient starts it through a sync wrapper bound to its own coroutine."""
+    plant = (
+        "import os\nfrom ipykernel.connect import get_connection_file\ndef plant():\n"
+        "    path = os.path.join(os.path.dirname(get_connection_file()), 'planted')\n"
+        "    try:\n        open(path, 'w').close()\n    except OSError as exc:\n        return type(exc).__name__\n"
+        "    return 'written'"
+    )
+    outputs = _grade_toy(tmp_path, {"plant": plant}, {"t_plant": "print(plant())"}, timeout=30)
+    assert outputs[2] == ["PermissionError"], outputs
+
+
+@pytest.mark.slow  # a sandboxed kernel under nbgrader's executor
 def test_a_call_that_ignores_interrupts_costs_only_its_own_check(tmp_path):
     """The interrupted call never ends: its kernel is replaced -- the interrupt request's own idle status must not
     pass for the call's -- and the notebook's earlier cells run again there, so the later answers are graded."""

@@ -261,6 +261,10 @@ class SandboxedExecute(RobustExecute):
         stages.mark("kernel start")
         return kc
 
+    # nbclient's setup_kernel starts the first kernel through this sync wrapper, which it binds to its own
+    # coroutine: without this line the first kernel's channel folder was never sealed (a replaced kernel's was).
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
     # ------------------------------------------------------------------ cells
 
     def preprocess_cell(self, cell, resources, index):
