@@ -582,13 +582,15 @@ def test_a_warm_job_is_graded_like_a_cold_one_and_killed_whole_on_time(tmp_path)
 
     course = make_toy_course(tmp_path)
     submit_copies(course, ASSIGNMENT, {"alice": {}, "bob": {"answer": "import time\ntime.sleep(600)"}})
-    toy = open_course(ASSIGNMENT, course, wall_clock=20)
+    toy = open_course(ASSIGNMENT, course, wall_clock=600)
     cold, warm = (run_job(prepare(toy, "alice").jobs[0], warm=w) for w in (False, True))
     assert cold.rc == warm.rc == 0, warm.log[-3000:]
     assert cold.autograded.keys() == warm.autograded.keys() and warm.gradebook
     assert "process start-up" in dict(warm.marks) and "cells" in dict(warm.marks)
 
-    killed = run_job(prepare(toy, "bob").jobs[0], warm=True)  # the answer cell sleeps past the wall clock
+    (job,) = prepare(toy, "bob").jobs
+    job.wall_clock = 15  # the answer cell sleeps past it
+    killed = run_job(job, warm=True)
     assert killed.rc is None and killed.gradebook is None
     servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
     assert servers and all(s.children(recursive=True) == [] for s in servers)  # nothing of the job is left
