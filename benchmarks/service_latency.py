@@ -5,8 +5,8 @@
 
 Builds a throw-away course from this repository (generate_assignment), turns grading on
 submit on for the assignments (no attempt limits, owner check off: every submission is
-this account's), starts ``ftlab serve --jobs N --poll 0.5`` (``FTLAB_FAST=1``), then for
-each assignment puts ``--students`` copies of the instructor's answers into the exchange's
+this account's), starts ``ftlab serve --jobs N --poll 0.5`` (``FTLAB_FAST=1``), waits until
+it is up (its "watching" line, then 10 s), then for each assignment puts ``--students`` copies of the instructor's answers into the exchange's
 inbound folder at once, as ``nbgrader submit`` leaves them (the folder renamed into place
 whole). A submission's latency ends when its feedback page is in the exchange's
 ``feedback/`` folder under its own hash -- what the student's *Fetch Feedback* finds.
@@ -130,6 +130,16 @@ def full_marks(exchange: Path, pending: dict[str, tuple[str, float, str]], point
             raise SystemExit(f"{student}'s feedback is not full marks: the benchmark measured something else")
 
 
+def wait_until_up(log: Path, service: subprocess.Popen, warm_up: float = 10.0) -> None:
+    """Until the service says it is watching, then ``warm_up`` s more: in a class it has been running for hours."""
+    deadline = time.monotonic() + 300
+    while "ftlab serve: watching" not in log.read_text():
+        if service.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"ftlab serve did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    time.sleep(warm_up)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -153,6 +163,7 @@ def main() -> None:
         cmd += [f"--jobs={args.jobs}", "--poll=0.5", *(["--cold-start"] if args.cold_start else [])]
         service = subprocess.Popen(cmd, env=env, stderr=log, stdout=log)
         try:
+            wait_until_up(Path(tmp) / "serve.log", service)
             for assignment in args.assignments:
                 notebook, data = answered(course, assignment)
                 pending = submit_all(exchange, assignment, notebook, data, args.students)

@@ -82,6 +82,10 @@ class NbgraderGrader:
             problem = check_available()
             if problem:
                 raise GradingError(f"cannot sandbox the submissions: {problem}")
+            if warm:
+                from .warm import start
+
+                start()
 
     # ------------------------------------------------------------------ pages that are not grades
 

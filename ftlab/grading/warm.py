@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .jobs import _die_with_parent, kill_process_tree
 
-__all__ = ["PRELOAD", "run_warm"]
+__all__ = ["PRELOAD", "run_warm", "start"]
 
 PRELOAD = ["ftlab.grading.jobproc", "nbgrader.apps.nbgraderapp", "ftlab.grading.executor", "nbconvert.exporters"]
 
@@ -46,6 +46,15 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
             context.set_forkserver_preload(PRELOAD)
             _context = context
         return _context
+
+
+def start() -> None:
+    """Start the fork server now: it imports :data:`PRELOAD` while nothing waits for it, not at the first job."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    with _lock:
+        forkserver.ensure_running()
 
 
 def _child(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
