@@ -106,7 +106,8 @@ def wait_for_feedback(exchange: Path, pending: dict[str, tuple[str, float, str]]
 def stage_seconds(course: Path, pending: dict[str, tuple[str, float, str]]) -> list[dict[str, float]]:
     """The service's stage seconds of these submissions (service/stages.jsonl), one dict each."""
     names = {name for _, _, name in pending.values()}
-    lines = (course / "service" / "stages.jsonl").read_text().splitlines()
+    path = course / "service" / "stages.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []  # a service older than the stage log: none
     found = [json.loads(line) for line in lines]
     return [x["seconds"] for x in found if x["name"] in names]
 
@@ -186,6 +187,9 @@ def main() -> None:
     for assignment, p50, p95, worst in rows:
         print(f"{assignment:<16} {p50:>7.0f} {p95:>7.0f} {worst:>7.0f}")
     for assignment, table in stages.items():
+        if not table:
+            print(f"\n{assignment}: no per-stage seconds (the service writes no service/stages.jsonl)")
+            continue
         print(f"\n{assignment}: seconds per stage of one submission (median, mean over {args.students})")
         for label, median, mean in table:
             print(f"  {label:<18} {median:>6.1f} {mean:>6.1f}")
