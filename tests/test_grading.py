@@ -29,7 +29,7 @@ from ftlab.grading import Forbidden, forbid, forbid_in_notebook, guards
 from ftlab.grading.codec import DecodeError, ModuleState, apply_module_state, decode, encode
 from ftlab.grading.driver import check_nbgrader_args
 from ftlab.grading.protocol import Reply
-from ftlab.grading.sandbox import INSTALL_HINT, Limits, Sandbox, check_available, make_channel_dir
+from ftlab.grading.sandbox import INSTALL_HINT, Limits, Sandbox, check_available, make_channel_dir, sandbox_python
 from ftlab.grading.session import GraderSession, bound_names
 
 REPO_FILE = Path(__file__).resolve().parent / "PWNED"  # the course repository: invisible in the sandbox
@@ -231,7 +231,7 @@ def _sandboxed(code: str, tmp_path, **limits) -> subprocess.CompletedProcess:
     box = Sandbox(Limits(**limits))
     channel = make_channel_dir(str(tmp_path))
     try:
-        cmd = box.command([sys.executable, "-c", code], channel)
+        cmd = box.command([sandbox_python(), "-c", code], channel)  # the interpreter as the sandbox sees it
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     finally:
         box.stop()
