@@ -405,11 +405,10 @@ def test_one_service_per_course(tmp_path):
 
 
 def test_release_puts_feedback_where_only_that_submission_finds_it(tmp_path):
-    from nbgrader.utils import notebook_hash
 
     secret = secrets.token_hex(64)
     (path,) = release(tmp_path, secret, {"toy": b"<html>yours</html>"})
-    assert path.name == f"{notebook_hash(secret=secret, notebook_id='toy')}.html"
+    assert path.name == _page_name(secret)
     assert path.read_bytes() == b"<html>yours</html>" and oct(path.stat().st_mode & 0o777) == "0o644"
     assert oct((tmp_path / "feedback").stat().st_mode & 0o777) == "0o711"  # nobody lists the folder
     assert [p.name for p in (tmp_path / "feedback").iterdir()] == [path.name]  # no temporary file left
@@ -471,6 +470,13 @@ def _exchange_submit(exchange: Path, student: str, notebook: bytes) -> tuple[str
     return name, (exchange / "ftlab" / "inbound" / name / "submission_secret.txt").read_text()
 
 
+def _page_name(secret: str) -> str:
+    """The file name nbgrader's *Fetch Feedback* looks for: the hash of the submission's secret and notebook."""
+    from nbgrader.utils import notebook_hash
+
+    return f"{notebook_hash(secret=secret, notebook_id='toy')}.html"
+
+
 def _text(page: Path) -> str:
     """A feedback page's words, without markup."""
     import html
@@ -498,7 +504,6 @@ def _serve_once(course: Path, exchange: Path) -> subprocess.CompletedProcess:
 def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_grade(tmp_path):
     from course import make_toy_course
     from nbgrader.api import Gradebook
-    from nbgrader.utils import notebook_hash
 
     course = make_toy_course(tmp_path)
     (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
@@ -510,8 +515,8 @@ def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_g
     proc = _serve_once(course, exchange)
     feedback = exchange / "ftlab" / "feedback"
     pages = {p.name: _text(p) for p in feedback.iterdir()}
-    mine = f"{notebook_hash(secret=alice_secret, notebook_id='toy')}.html"
-    theirs = f"{notebook_hash(secret=bob_secret, notebook_id='toy')}.html"
+    mine = _page_name(alice_secret)
+    theirs = _page_name(bob_secret)
     assert set(pages) == {mine, theirs}, proc.stderr[-3000:]  # one page per submission, nothing else
     assert "Your result: 2 / 2 points" in pages[mine]
     assert "Your result: 0 / 2 points" in pages[theirs] and "answer(): got 41 where 42 was expected" in pages[theirs]
@@ -524,7 +529,7 @@ def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_g
     time.sleep(0.05)
     late, late_secret = _exchange_submit(exchange, "alice", wrong)
     proc = _serve_once(course, exchange)
-    late_page = _text(feedback / f"{notebook_hash(secret=late_secret, notebook_id='toy')}.html")
+    late_page = _text(feedback / _page_name(late_secret))
     assert "Your result: 0 / 2 points" in late_page, proc.stderr[-3000:]  # feedback, late or not
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         assert gb.find_submission(ASSIGNMENT, "alice").score == 2  # the on-time grade stands
@@ -551,7 +556,6 @@ def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_g
 def test_hidden_checks_pass_fail_end_to_end(tmp_path):
     """A real hidden check graded by `ftlab serve`: the page says passed / failed with the message, never the test."""
     from course import make_toy_course
-    from nbgrader.utils import notebook_hash
 
     course = make_toy_course(tmp_path, hidden=True)
     (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
@@ -562,8 +566,8 @@ def test_hidden_checks_pass_fail_end_to_end(tmp_path):
     _, bob_secret = _exchange_submit(exchange, "bob", wrong)
     proc = _serve_once(course, exchange)
     feedback = exchange / "ftlab" / "feedback"
-    mine = _text(feedback / f"{notebook_hash(secret=alice_secret, notebook_id='toy')}.html")
-    theirs = _text(feedback / f"{notebook_hash(secret=bob_secret, notebook_id='toy')}.html")
+    mine = _text(feedback / _page_name(alice_secret))
+    theirs = _text(feedback / _page_name(bob_secret))
     assert "Your result: 3 / 3 points" in mine and "passed" in mine, proc.stderr[-3000:]
     assert "Your result: 0 / 3 points" in theirs
     assert "failed: CheckFailed: answer(), scaled: " in theirs  # the check's message, in place of its output
