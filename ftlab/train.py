@@ -105,8 +105,8 @@ def fit(
     >>> import torch
     >>> from torch.utils.data import TensorDataset
     >>> from ftlab.examples import worked_example_mlp
-    >>> data = TensorDataset(torch.randn(64, 512), torch.randint(0, 2, (64,)))
-    >>> history = fit(worked_example_mlp(), data, data, epochs=2, lr=1e-3, progress=False)
+    >>> data = TensorDataset(torch.randn(64, 32), torch.randint(0, 2, (64,)))
+    >>> history = fit(worked_example_mlp(width=32), data, data, epochs=2, lr=1e-3, progress=False)
     >>> len(history.column("val_accuracy"))
     2
     """
