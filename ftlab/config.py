@@ -34,7 +34,17 @@ def _is_number(value: Any) -> bool:
 
 
 def check_rate(name: str, value: float | None) -> None:
-    """``value`` is ``None`` or a finite number >= 0 (a learning rate or a weight decay)."""
+    """``value`` is ``None`` or a finite number >= 0 (a learning rate or a weight decay).
+
+    ``None`` means "not given" (the caller's default applies); a NaN or
+    negative rate would train nonsense without an error.
+
+    >>> check_rate("lr", 3e-4)  # fine: nothing happens
+    >>> check_rate("weight_decay", -0.01)
+    Traceback (most recent call last):
+        ...
+    ValueError: weight_decay must be a finite number >= 0, got -0.01
+    """
     if value is not None and not (_is_number(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
@@ -49,6 +59,14 @@ class FitConfig:
     ``patience`` stops after that many epochs without a better validation
     accuracy and ``restore_best`` loads the best epoch's weights at the end;
     ``amp``: see :func:`ftlab.precision.amp_dtype`.
+
+    >>> config = FitConfig(epochs=3, lr=1e-3)
+    >>> config.epochs, config.lr, config.schedule, config.batch_size
+    (3, 0.001, 'cosine', 64)
+    >>> FitConfig(schedule="exponential")
+    Traceback (most recent call last):
+        ...
+    ValueError: unknown schedule 'exponential'; choose one of ('constant', 'cosine', 'onecycle', 'step', 'linear')
     """
 
     epochs: int = 5
@@ -110,6 +128,13 @@ def resolve(config: FitConfig | None = None, overrides: Mapping[str, Any] | None
     Only :class:`FitConfig`'s own fields can be overridden: a subclass's extra
     fields (``Settings.head_lr``) mean nothing to ``fit``, and a misspelt
     setting must not be dropped silently. The result is validated again.
+
+    >>> resolve(FitConfig(epochs=3), {"lr": 1e-4})
+    FitConfig(epochs=3, lr=0.0001, ...)
+    >>> resolve(None, {"learning_rate": 1e-4})
+    Traceback (most recent call last):
+        ...
+    TypeError: unknown training settings ['learning_rate']; FitConfig has ['amp', 'batch_size', ...]
     """
     config = FitConfig() if config is None else config
     if not isinstance(config, FitConfig):

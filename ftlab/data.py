@@ -61,7 +61,18 @@ _VADER_WORD = re.compile(r"[a-z][a-z'-]*")
 
 @dataclass(repr=False)
 class Splits:
-    """Train/validation/test datasets of one task and its class names (index = label)."""
+    """Train/validation/test datasets of one task and its class names (index = label).
+
+    >>> from torch.utils.data import TensorDataset
+    >>> part = TensorDataset(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))
+    >>> splits = Splits(train=part, val=part, test=part, classes=["cat", "dog"])
+    >>> splits
+    Splits(train=4, val=4, test=4, num_classes=2)
+    >>> splits.check_model(nn.Linear(3, 5))
+    Traceback (most recent call last):
+        ...
+    ValueError: the model has 5 outputs but the data has 2 classes; load it with load_pretrained(name, num_classes=2)
+    """
 
     train: Dataset
     val: Dataset
@@ -96,6 +107,14 @@ class ImageTensorDataset(Dataset):
     With ``preprocess=None`` the images are stored ready to use. Otherwise they
     are kept as they came (small raw images in [0, 1]) and ``preprocess`` is
     applied per item -- for when the resized copies would not fit in memory.
+
+    >>> data = ImageTensorDataset(torch.zeros(2, 3, 32, 32), torch.tensor([0, 1]))
+    >>> data, data[1][0].shape, data[1][1]
+    (ImageTensorDataset(n=2, precomputed=True), torch.Size([3, 32, 32]), 1)
+    >>> preprocess = ImagePreprocess(32, IMAGENET_MEAN, IMAGENET_STD)
+    >>> raw = ImageTensorDataset(torch.rand(2, 1, 8, 8), torch.tensor([0, 1]), preprocess)  # 8 x 8 grayscale
+    >>> raw[0][0].shape  # made RGB 32 x 32 when the item is read
+    torch.Size([3, 32, 32])
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, preprocess: ImagePreprocess | None = None):
@@ -119,7 +138,12 @@ class ImageTensorDataset(Dataset):
 
 
 class TextDataset(Dataset):
-    """Strings with integer labels; items are ``(text, y)``. Batch them with :func:`text_collate`."""
+    """Strings with integer labels; items are ``(text, y)``. Batch them with :func:`text_collate`.
+
+    >>> data = TextDataset(["great", "awful", "fine"], [1, 0, 1])
+    >>> data, data[0], data.labels
+    (TextDataset(n=3), ('great', 1), tensor([1, 0, 1]))
+    """
 
     def __init__(self, texts: Sequence[str], labels: Sequence[int]):
         if len(texts) != len(labels):
@@ -181,6 +205,13 @@ def text_collate(tokenizer: Any, max_length: int = 16) -> Callable[[Sequence[tup
     Padding happens per batch (to the longest text in it, at most
     ``max_length`` tokens): single words need 3-5 tokens, and padding all of
     them to 512 would make a CPU epoch a hundred times slower.
+
+    >>> def tokenizer(texts, **kwargs):  # a stand-in for model.tokenizer: [CLS] len(text) [SEP]
+    ...     ids = torch.tensor([[101, len(text), 102] for text in texts])
+    ...     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    >>> inputs, labels = text_collate(tokenizer)([("good", 1), ("bad", 0)])
+    >>> inputs["input_ids"].tolist(), labels
+    ([[101, 4, 102], [101, 3, 102]], tensor([1, 0]))
     """
     if not callable(tokenizer):
         raise TypeError(f"tokenizer must be a Hugging Face tokenizer (callable), got {type(tokenizer).__name__}")
@@ -220,6 +251,11 @@ def stratified_split(
     so every class appears in every split -- also in tiny "10 images per class"
     experiments. ``max_per_class`` first keeps a random ``max_per_class``
     examples of each class. Depends only on ``seed``.
+
+    >>> labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    >>> train, val = stratified_split(labels, [0.25], seed=0)
+    >>> [labels[i] for i in train], [labels[i] for i in val]  # one of each class in validation
+    ([0, 0, 0, 1, 1, 1], [0, 1])
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -296,6 +332,11 @@ def vader_lexicon_words(min_abs_rating: float = 1.0) -> tuple[list[str], list[in
     Only plain words (letters, ``'`` and ``-``) are kept: emoticons such as
     ``:-)`` tokenize to punctuation a word model knows nothing about. The few
     words listed twice get the mean of their ratings.
+
+    >>> words, labels = vader_lexicon_words()
+    >>> polarity = dict(zip(words, labels))
+    >>> len(words), polarity["good"], polarity["awful"]
+    (5586, 1, 0)
     """
     text = (resources.files("vaderSentiment") / "vader_lexicon.txt").read_text(encoding="utf-8")
     ratings: dict[str, list[float]] = {}
@@ -323,7 +364,16 @@ def _vader_words(preprocess, seed, fractions, max_per_class, root, download) -> 
 
 
 def default_root() -> Path:
-    """Where online data sets live: ``$FTLAB_DATA``, else ``~/.cache/ftlab/data``."""
+    """Where online data sets live: ``$FTLAB_DATA``, else ``~/.cache/ftlab/data``.
+
+    A course server points ``$FTLAB_DATA`` at one shared copy, so each
+    student does not download the same data sets again.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"FTLAB_DATA": "/srv/course-data"}):
+    ...     print(default_root())
+    /srv/course-data
+    """
     return Path(os.environ.get("FTLAB_DATA") or "~/.cache/ftlab/data").expanduser()
 
 
@@ -523,12 +573,22 @@ def _spec(name: str) -> _DataSpec:
 
 
 def dataset_kind(name: str) -> str:
-    """``"image"`` or ``"text"``: what a data set's items are, known without loading it."""
+    """``"image"`` or ``"text"``: what a data set's items are, known without loading it.
+
+    >>> dataset_kind("digits"), dataset_kind("sst2")
+    ('image', 'text')
+    """
     return _spec(name).kind
 
 
 def available_datasets() -> dict[str, str]:
-    """Data set name -> one-line description (size, classes, source, offline/online)."""
+    """Data set name -> one-line description (size, classes, source, offline/online).
+
+    >>> sorted(available_datasets())
+    ['cifar10', 'digits', 'eurosat', 'flowers102', 'lfw_faces', 'oxford_pets', 'sst2', 'vader_words']
+    >>> available_datasets()["lfw_faces"]
+    '200 grayscale 25x25 crops, face vs non-face (scikit-image lfw_subset); offline'
+    """
     return {name: spec.description for name, spec in _DATASETS.items()}
 
 
@@ -557,6 +617,13 @@ def load_dataset(
     splitting, and of an official test split separately -- for small-data
     experiments and quick runs. Everything depends only on ``seed``.
     Online data sets are read from ``root`` and downloaded only if ``download=True``.
+
+    >>> splits = load_dataset("lfw_faces", preprocess=ImagePreprocess(32, IMAGENET_MEAN, IMAGENET_STD))
+    >>> splits, splits.classes
+    (Splits(train=140, val=30, test=30, num_classes=2), ['face', 'non-face'])
+    >>> x, y = splits.train[0]
+    >>> x.shape, splits.classes[y]  # 25 x 25 grayscale, now RGB at the model's size
+    (torch.Size([3, 32, 32]), 'face')
     """
     spec = _spec(name)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -30,7 +30,18 @@ __all__ = ["head_module", "cached_features", "fit_head_on_features", "group_outp
 
 
 def head_module(model: nn.Module, groups: Sequence[LayerGroup] | None = None) -> nn.Module:
-    """The final classifier module (last module of the last layer group)."""
+    """The final classifier module (last module of the last layer group).
+
+    Feature extraction trains this module alone, on what enters it.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> head_module(worked_example_mlp())  # the MLP's "head" group is a small network of its own
+    Sequential(
+      (0): Linear(in_features=512, out_features=128, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=128, out_features=2, bias=True)
+    )
+    """
     return resolve_groups(model, groups)[-1].modules[-1]
 
 
@@ -48,6 +59,11 @@ def cached_features(
     Computing the backbone's output once turns every later epoch of feature
     extraction into a tiny linear-model fit. (Dropout before the classifier is
     skipped -- features are taken in eval mode.)
+
+    >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> features = cached_features(model, TensorDataset(torch.randn(10, 4), torch.arange(10)), device="cpu")
+    >>> features.tensors[0].shape, features.tensors[1][:3]  # what enters the last Linear, and the labels
+    (torch.Size([10, 3]), tensor([0, 1, 2]))
     """
     head = head_module(model) if head is None else head
     captured: list[torch.Tensor] = []
@@ -85,6 +101,15 @@ def fit_head_on_features(
     or ``param_groups``, ...) and returns its history and test accuracy
     (``None`` without ``test_data``). The head is trained in place: ``model``
     is the fine-tuned network afterwards.
+
+    >>> x = torch.randn(64, 4)
+    >>> data = TensorDataset(x, (x[:, 0] > 0).long())
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> history, accuracy = fit_head_on_features(model, data, data, data, epochs=2, lr=1e-2, progress=False)
+    >>> len(history.epochs), 0 <= accuracy <= 1
+    (2, True)
+    >>> [name for name, p in model.named_parameters() if p.requires_grad]  # the head alone trained
+    ['2.weight', '2.bias']
     """
     config = resolve(config, {k: fit_kwargs.pop(k) for k in list(fit_kwargs) if k in SETTING_NAMES})
     head = head_module(model) if head is None else head
@@ -138,6 +163,11 @@ def group_outputs(
     forward pass in eval mode. ``pool=True`` reduces each output to one vector
     per example: the spatial mean of a feature map, the first ([CLS]) token of
     a sequence.
+
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
+    >>> outputs = group_outputs(model, torch.randn(1, 3, 8, 8), device="cpu")
+    >>> {name: tuple(t.shape) for name, t in outputs.items()}  # one group per layer with parameters
+    {'0': (1, 4, 6, 6), '2': (1, 2, 4, 4)}
     """
     groups = resolve_groups(model, groups)
     store: dict[str, list[torch.Tensor]] = {g.name: [] for g in groups}
@@ -163,6 +193,11 @@ def group_features(
 
     ``(features, labels)`` with ``features[name]`` shaped ``(N, channels)`` --
     the input of a per-depth linear probe. Items of ``data`` are ``(x, y)``.
+
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
+    >>> features, labels = group_features(model, TensorDataset(torch.randn(5, 3, 8, 8), torch.arange(5)), device="cpu")
+    >>> {name: tuple(t.shape) for name, t in features.items()}, labels.tolist()
+    ({'0': (5, 4), '2': (5, 2)}, [0, 1, 2, 3, 4])
     """
     groups = resolve_groups(model, groups)
     store: dict[str, list[torch.Tensor]] = {g.name: [] for g in groups}

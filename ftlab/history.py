@@ -16,7 +16,21 @@ __all__ = ["History"]
 
 @dataclass
 class History:
-    """Per-epoch record of a :func:`ftlab.train.fit` run."""
+    """Per-epoch record of a :func:`ftlab.train.fit` run.
+
+    ``epochs`` holds one dict per epoch (``epoch``, ``train_loss``,
+    ``val_accuracy``, ``lr``, ``seconds``, ...); ``best_epoch`` is the epoch of
+    the best validation accuracy, starred when printed.
+
+    >>> history = History(epochs=[{"epoch": 1, "train_loss": 0.9, "val_accuracy": 0.6},
+    ...                           {"epoch": 2, "train_loss": 0.5, "val_accuracy": 0.8}], best_epoch=2)
+    >>> history.column("val_accuracy"), history.best_val_accuracy
+    ([0.6, 0.8], 0.8)
+    >>> print(history)
+             epoch      train_loss    val_accuracy
+                 1          0.9000          0.6000
+                 2          0.5000          0.8000 *
+    """
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None

@@ -47,7 +47,15 @@ _HOOK_ATTR = "_ftlab_frozen_bn_hook"
 
 @dataclass(frozen=True)
 class LayerGroup:
-    """A named, ordered unit of a network that is frozen or given an LR together."""
+    """A named, ordered unit of a network that is frozen or given an LR together.
+
+    >>> shared = nn.Linear(4, 2)
+    >>> group = LayerGroup("head", (shared,))
+    >>> group.name, group.num_parameters()
+    ('head', 10)
+    >>> LayerGroup("tied", (shared, shared)).num_parameters()  # a parameter in two modules counts once
+    10
+    """
 
     name: str
     modules: tuple[nn.Module, ...]
@@ -66,6 +74,13 @@ class LayerGroup:
 
 
 class ParamCount(NamedTuple):
+    """Parameters of a model: all of them, those that train, those frozen (see :func:`count_parameters`).
+
+    >>> count = ParamCount(total=1000, trainable=250, frozen=750)
+    >>> count.trainable, count.trainable_fraction
+    (250, 0.25)
+    """
+
     total: int
     trainable: int
     frozen: int
@@ -76,6 +91,13 @@ class ParamCount(NamedTuple):
 
 
 class GroupRow(NamedTuple):
+    """One layer group's row of :func:`parameter_table`: its parameters and how many train.
+
+    >>> row = GroupRow("layer1", params=262656, trainable=0)
+    >>> row.name, row.frozen
+    ('layer1', 262656)
+    """
+
     name: str
     params: int
     trainable: int
@@ -203,6 +225,14 @@ def resolve_groups(model: nn.Module, groups: Sequence[LayerGroup] | None = None)
 
     Every function that takes an optional ``groups=`` argument calls this, so a
     custom grouping (:func:`make_groups`) works wherever the built-in one does.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> mlp = worked_example_mlp()
+    >>> [group.name for group in resolve_groups(mlp)]
+    ['layer1', 'layer2', 'layer3', 'layer4', 'head']
+    >>> two = make_groups(mlp, [["layer1", "layer2", "layer3", "layer4"], "head"], names=["backbone", "head"])
+    >>> [group.name for group in resolve_groups(mlp, two)]
+    ['backbone', 'head']
     """
     groups = list(layer_groups(model) if groups is None else groups)
     if not groups:
@@ -310,7 +340,17 @@ def unfreeze_top(
 
 
 def trainable_group_names(model: nn.Module, groups: Sequence[LayerGroup] | None = None) -> list[str]:
-    """Names of groups with at least one trainable parameter."""
+    """Names of groups with at least one trainable parameter.
+
+    What a check after freezing wants to see: which parts of the network will
+    change when training starts.
+
+    >>> from ftlab.examples import worked_example_mlp
+    >>> mlp = worked_example_mlp()
+    >>> freeze(layer_groups(mlp)[0])
+    >>> trainable_group_names(mlp)
+    ['layer2', 'layer3', 'layer4', 'head']
+    """
     return [g.name for g in resolve_groups(model, groups) if any(p.requires_grad for p in g.parameters())]
 
 

@@ -48,6 +48,13 @@ class LRFindResult:
     :func:`suggest_lr` for why). ``diverged`` says whether the run stopped early
     because the loss blew up, ``stop_lr`` the rate at which it did; ``groups``
     the names of the param groups swept (empty: the whole trainable model).
+
+    >>> lrs, losses = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], [2.30, 2.25, 1.90, 1.10, 4.00]
+    >>> suggestion, minimum, steepest = suggest_lr(lrs, losses)
+    >>> result = LRFindResult(lrs, losses, losses, suggestion, minimum, steepest, False, None, [])
+    >>> fig = result.plot()  # a standalone Figure: no window opens
+    >>> len(fig.axes), fig.axes[0].get_xscale()
+    (1, 'log')
     """
 
     lrs: list[float]
@@ -105,6 +112,12 @@ def suggest_lr(lrs: Sequence[float], losses: Sequence[float], skip_start: float 
     there the smoothed loss averages only a few batches. The suggestion is
     kept inside the recorded range; if the loss never fell, all three are the
     first rate considered.
+
+    >>> lrs = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
+    >>> suggest_lr(lrs, [2.30, 2.25, 1.90, 1.10, 4.00])  # lowest at 1e-2, steepest fall from 1e-3
+    (0.001, 0.01, 0.001)
+    >>> suggest_lr(lrs, [2.3, 2.4, 2.6, 3.0, 5.0])  # never fell: the first rate
+    (1e-05, 1e-05, 1e-05)
     """
     values = np.asarray(losses, dtype=float)
     rates = np.asarray(lrs, dtype=float)
@@ -327,8 +340,8 @@ def lr_find(
     >>> import torch
     >>> from torch.utils.data import TensorDataset
     >>> from ftlab.examples import worked_example_mlp
-    >>> data = TensorDataset(torch.randn(256, 512), torch.randint(0, 2, (256,)))
-    >>> result = lr_find(worked_example_mlp(), data, num_iter=16, batch_size=16, progress=False)
+    >>> data = TensorDataset(torch.randn(256, 32), torch.randint(0, 2, (256,)))
+    >>> result = lr_find(worked_example_mlp(width=32), data, num_iter=16, batch_size=16, progress=False)
     >>> len(result.lrs) <= 16 and 1e-7 <= result.suggestion <= 10
     True
     """

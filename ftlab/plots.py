@@ -64,6 +64,11 @@ def filter_grid(weight: torch.Tensor, ncols: int = 8, cell: float = 0.9, title: 
     preference), otherwise the first input channel in grey. Each filter is
     min-max scaled on its own, so the pattern shows whatever its magnitude.
     Returns the Figure; its first ``out`` axes hold one picture each, in order.
+
+    >>> fig = filter_grid(torch.randn(6, 3, 3, 3), ncols=3, title="first conv layer")
+    >>> len(fig.axes), fig.axes[0].images[0].get_array().shape  # 6 filters, each a 3 x 3 RGB picture
+    (6, (3, 3, 3))
+    >>> plt.close(fig)
     """
     w = _numpy(weight)
     if w.ndim != 4:
@@ -87,6 +92,12 @@ def feature_map_grid(maps: Mapping[str, torch.Tensor], n: int = 8, cell: float =
     min-max scaled on its own. The row label gives the name and the map's shape,
     so the shrinking resolution and growing depth with depth are visible.
     Returns the Figure; ``fig.channels`` maps each row name to the channels shown.
+
+    >>> maps = {"stem": torch.rand(16, 12, 12), "block": torch.arange(8.0).view(8, 1, 1).expand(8, 3, 3)}
+    >>> fig = feature_map_grid(maps, n=4)
+    >>> len(fig.axes), fig.channels["block"]  # channel 7 has the largest mean activation
+    (8, [7, 6, 5, 4])
+    >>> plt.close(fig)
     """
     if not maps:
         raise ValueError("maps is empty")
@@ -124,6 +135,11 @@ def image_grid(
     ``denormalize`` maps a normalised model input back to [0, 1] first (e.g.
     ``model.preprocess.denormalize``); otherwise each image is min-max scaled.
     Returns the Figure.
+
+    >>> fig = image_grid(torch.rand(4, 3, 8, 8), titles=["cat", "dog", "cat", "dog"], ncols=2)
+    >>> len(fig.axes), [ax.get_title() for ax in fig.axes]
+    (4, ['cat', 'dog', 'cat', 'dog'])
+    >>> plt.close(fig)
     """
     items = list(images)
     if not items:
@@ -167,6 +183,11 @@ def lr_plot(
     order; ``annotate`` writes each value of a single list next to its point.
     ``ylim`` fixes the y range: without it matplotlib fits the range to the data,
     so a steep and a shallow decay fill the same height and look alike.
+
+    >>> ax = lr_plot({"gamma 0.5": [2.5e-4, 5e-4, 1e-3], "gamma 0.1": [1e-5, 1e-4, 1e-3]}, ylim=(1e-6, 1e-2))
+    >>> ax.get_yscale(), [line.get_label() for line in ax.get_lines()]
+    ('log', ['gamma 0.5', 'gamma 0.1'])
+    >>> plt.close(ax.figure)
     """
     series = dict(lrs) if isinstance(lrs, Mapping) else {"": list(lrs)}
     if not series or any(len(v) == 0 for v in series.values()):
@@ -204,6 +225,11 @@ def trainable_bars(rows: Sequence[GroupRow], ax=None, log: bool = False):
     ``rows`` come from :func:`ftlab.layers.parameter_table`. The title gives the
     trainable total and its share. ``ax.containers`` holds the two bar sets in
     the order trainable, frozen.
+
+    >>> ax = trainable_bars([GroupRow("backbone", 900, 0), GroupRow("head", 100, 100)])
+    >>> ax.get_title(), [int(bar.get_height()) for bar in ax.containers[1]]  # the frozen bars
+    ('trainable: 100 of 1,000 (10.0%)', [900, 0])
+    >>> plt.close(ax.figure)
     """
     rows = list(rows)
     if not rows:
@@ -237,6 +263,11 @@ def depth_plot(
 
     For per-depth measurements: linear-probe accuracy of each group's features,
     or how far each group's weights moved for several learning rates.
+
+    >>> ax = depth_plot(["layer1", "layer2", "head"], {"probe": [0.61, 0.78, 0.93]}, ylabel="probe accuracy")
+    >>> ax.get_ylabel(), [tick.get_text() for tick in ax.get_xticklabels()]
+    ('probe accuracy', ['layer1', 'layer2', 'head'])
+    >>> plt.close(ax.figure)
     """
     names = list(names)
     if not series:

@@ -22,6 +22,11 @@ def amp_dtype(device: str | torch.device, amp: bool | str = True) -> torch.dtype
     alone counts emulation as support.) On the CPU ``amp=True`` keeps float32.
     ``amp="bf16"`` or ``"fp16"`` forces that dtype on any device, CPU autocast
     included; ``amp=False`` is float32.
+
+    >>> amp_dtype("cpu") is None  # the CPU trains in float32 unless told otherwise
+    True
+    >>> amp_dtype("cpu", "bf16")
+    torch.bfloat16
     """
     device = torch.device(device)
     if amp is False:
@@ -46,5 +51,16 @@ def _native_bf16(device: torch.device) -> bool:
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
-    """Autocast to ``dtype`` on ``device``'s type; a no-op for ``dtype=None``."""
+    """Autocast to ``dtype`` on ``device``'s type; a no-op for ``dtype=None``.
+
+    One ``with`` statement for both cases, so the training loop has no branch.
+
+    >>> layer = torch.nn.Linear(4, 2)
+    >>> with autocast(torch.device("cpu"), torch.bfloat16):
+    ...     low = layer(torch.ones(1, 4))
+    >>> with autocast(torch.device("cpu"), None):
+    ...     full = layer(torch.ones(1, 4))
+    >>> low.dtype, full.dtype
+    (torch.bfloat16, torch.float32)
+    """
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

@@ -31,6 +31,11 @@ def schedule_factor(
     every ``step_every`` steps) -- each after an optional linear warm-up from 0 --
     and ``onecycle`` (torch's OneCycleLR shape: cosine warm-up from lr/25 over
     30% of the steps, cosine down to lr/25e4; ``warmup_steps`` is ignored).
+
+    >>> [round(schedule_factor("cosine", step, total_steps=4), 3) for step in range(4)]
+    [1.0, 0.854, 0.5, 0.146]
+    >>> [schedule_factor("constant", step, total_steps=4, warmup_steps=2) for step in range(4)]
+    [0.5, 1.0, 1.0, 1.0]
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; choose one of {SCHEDULES}")
@@ -66,7 +71,18 @@ def build_schedule(
     warmup_steps: int = 0,
     step_every: int | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step scheduler that multiplies every group's own ``lr`` by :func:`schedule_factor`."""
+    """A per-step scheduler that multiplies every group's own ``lr`` by :func:`schedule_factor`.
+
+    Call its ``step()`` after each optimizer step; layer-wise rates keep their ratios.
+
+    >>> weights = [torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)]
+    >>> opt = torch.optim.SGD([{"params": [weights[0]], "lr": 0.1}, {"params": [weights[1]], "lr": 0.01}])
+    >>> sched = build_schedule(opt, "linear", total_steps=4)
+    >>> opt.step()
+    >>> sched.step()
+    >>> [round(group["lr"], 6) for group in opt.param_groups]  # both at 3/4 of their own rate
+    [0.075, 0.0075]
+    """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
     return torch.optim.lr_scheduler.LambdaLR(

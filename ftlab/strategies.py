@@ -80,6 +80,14 @@ class Settings(FitConfig):
     changes. ``lr`` is the fine-tuning rate (top/all/layerwise/gradual);
     ``weight_decay`` applies alike to every strategy, biases and norm weights
     excluded (:func:`ftlab.optim.param_groups`).
+
+    >>> settings = Settings(epochs=1, top_k=2)
+    >>> settings.epochs, settings.top_k, settings.lr, settings.schedule, settings.head_lr
+    (1, 2, 0.002, 'onecycle', 0.01)
+    >>> Settings(gamma=2.0)
+    Traceback (most recent call last):
+        ...
+    ValueError: gamma must be in (0, 1], got 2.0
     """
 
     epochs: int = 3
@@ -129,6 +137,10 @@ class Strategy:
     computed once (:func:`ftlab.features.fit_head_on_features`), so ``top``,
     ``gamma`` and ``plan`` do not apply; ``for_text``: in the default set for
     text models, where the others cost much and add little.
+
+    >>> head_only = Strategy("head_only", "the head alone, at head_lr", top=lambda s, n: 1, lr=attrgetter("head_lr"))
+    >>> head_only.top(Settings(), 5), head_only.lr(Settings()), head_only.plan, head_only.pretrained
+    (1, 0.01, None, True)
     """
 
     name: str
@@ -169,7 +181,12 @@ TEXT_STRATEGIES = tuple(s.name for s in STRATEGY_TABLE if s.for_text)
 
 
 def get_strategy(name: str) -> Strategy:
-    """The :class:`Strategy` called ``name``."""
+    """The :class:`Strategy` called ``name``.
+
+    >>> strategy = get_strategy("fine_tune_top")
+    >>> strategy.description, strategy.top(Settings(top_k=3), 5)  # 3 of 5 groups train
+    ('top k groups, one rate (lr)', 3)
+    """
     for strategy in STRATEGY_TABLE:
         if strategy.name == name:
             return strategy
@@ -181,7 +198,13 @@ def get_strategy(name: str) -> Strategy:
 
 @dataclass
 class StrategyResult:
-    """One strategy trained with one seed."""
+    """One strategy trained with one seed.
+
+    >>> result = StrategyResult("fine_tune_all", 0.91234, 4000, 4000, 30.0, 80.0, History(), val_accuracy=0.9)
+    >>> row = result.as_row()  # a row of results.csv: rounded, without the history
+    >>> row["strategy"], row["test_accuracy"], len(row)
+    ('fine_tune_all', 0.9123, 8)
+    """
 
     name: str
     test_accuracy: float
@@ -208,7 +231,14 @@ class StrategyResult:
 
 @dataclass(frozen=True)
 class StrategySummary:
-    """One strategy over its seeds: means and sample standard deviations (0 for one seed)."""
+    """One strategy over its seeds: means and sample standard deviations (0 for one seed).
+
+    >>> runs = [StrategyResult("layerwise", test, 4000, 4000, 30.0, 80.0, History(), val, seed)
+    ...         for seed, val, test in [(0, 0.92, 0.88), (1, 0.90, 0.90)]]
+    >>> summary = summarize(runs)[0]
+    >>> summary.name, summary.seeds, summary.val_accuracy, round(summary.val_std, 4)
+    ('layerwise', 2, 0.91, 0.0141)
+    """
 
     name: str
     seeds: int
@@ -236,7 +266,20 @@ def run_strategy(
     seed: int = 0,
     progress: bool = True,
 ) -> StrategyResult:
-    """Train ``model`` (already loaded; ``scratch`` wants a randomly initialised one) by strategy ``name``."""
+    """Train ``model`` (already loaded; ``scratch`` wants a randomly initialised one) by strategy ``name``.
+
+    Freezes, sets the rates and trains as the strategy's row of
+    :data:`STRATEGY_TABLE` says, then scores the model on ``splits.test``.
+
+    >>> import torch
+    >>> from ftlab.data import Splits
+    >>> data = torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
+    >>> splits = Splits(train=data, val=data, test=data, classes=["a", "b"])
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> result = run_strategy("fine_tune_top", model, splits, Settings(epochs=1, top_k=1), progress=False)
+    >>> result.name, result.trainable_params, result.total_params  # top_k=1: the head's 18 of 58 parameters
+    ('fine_tune_top', 18, 58)
+    """
     strategy = get_strategy(name)
     seed_everything(seed)
     # The strategy's param groups carry every rate and weight decay: fit gets neither on its own.
@@ -302,6 +345,11 @@ def compare(
     (:func:`ftlab.models.model_kind`), not a guess from its name; ``overrides``
     replaces fields of that default. Every argument is checked before any
     model or data is loaded.
+
+    >>> compare("efficientnet_lite0", "digits", strategies=["fine_tune_everything"])  # fails at once
+    Traceback (most recent call last):
+        ...
+    ValueError: unknown strategies ['fine_tune_everything']; choose from ['feature_extraction', ...]
     """
     from .data import dataset_kind, load_dataset, text_collate
     from .models import ImagePreprocess, load_pretrained, model_kind
@@ -371,7 +419,13 @@ def _check_compare_args(
 
 
 def summarize(results: Sequence[StrategyResult]) -> list[StrategySummary]:
-    """Mean and standard deviation over seeds, one summary per strategy (in order of first appearance)."""
+    """Mean and standard deviation over seeds, one summary per strategy (in order of first appearance).
+
+    >>> runs = [StrategyResult(name, test, 4000, 4000, 30.0, 80.0, History(), seed=seed)
+    ...         for name, seed, test in [("layerwise", 0, 0.88), ("layerwise", 1, 0.90), ("scratch", 0, 0.70)]]
+    >>> [(s.name, s.seeds, round(s.test_accuracy, 4), round(s.test_std, 4)) for s in summarize(runs)]
+    [('layerwise', 2, 0.89, 0.0141), ('scratch', 1, 0.7, 0.0)]
+    """
     by_name: dict[str, list[StrategyResult]] = {}
     for r in results:
         by_name.setdefault(r.name, []).append(r)
@@ -391,7 +445,14 @@ def summarize(results: Sequence[StrategyResult]) -> list[StrategySummary]:
 
 
 def select_strategy(results: Sequence[StrategyResult]) -> StrategySummary:
-    """The strategy with the best mean *validation* accuracy (the test set plays no part in choosing)."""
+    """The strategy with the best mean *validation* accuracy (the test set plays no part in choosing).
+
+    >>> runs = [StrategyResult("layerwise", 0.88, 4000, 4000, 31.0, 80.0, History(), val_accuracy=0.92),
+    ...         StrategyResult("fine_tune_all", 0.91, 4000, 4000, 25.0, 96.0, History(), val_accuracy=0.89)]
+    >>> best = select_strategy(runs)
+    >>> best.name, best.test_accuracy  # chosen on validation; its test accuracy is the number to report
+    ('layerwise', 0.88)
+    """
     summaries = summarize(results)
     if not summaries:
         raise ValueError("no results to select from")
@@ -468,6 +529,15 @@ def results_table(results: Sequence[StrategyResult]) -> str:
 
     The last line names the strategy selected on validation accuracy and its
     test accuracy -- the one number to quote.
+
+    >>> runs = [StrategyResult("layerwise", 0.88, 4000, 4000, 31.0, 80.0, History(), val_accuracy=0.92),
+    ...         StrategyResult("fine_tune_all", 0.91, 4000, 4000, 25.0, 96.0, History(), val_accuracy=0.89)]
+    >>> print(results_table(runs))  # doctest: +NORMALIZE_WHITESPACE
+    strategy             seeds          val acc         test acc    trainable of total      time (s)
+    ------------------------------------------------------------------------------------------------
+    layerwise                1  0.9200 ± 0.0000  0.8800 ± 0.0000        4,000   100.0%    31.0 ± 0.0
+    fine_tune_all            1  0.8900 ± 0.0000  0.9100 ± 0.0000        4,000   100.0%    25.0 ± 0.0
+    selected on validation: layerwise -- test accuracy 88.00%
     """
     summaries = summarize(results)
     head = (
@@ -498,6 +568,14 @@ def plot_results(results: Sequence[StrategyResult], axes=None):
     against wall time and against trainable parameters (log scale), one point per strategy.
 
     ``axes``: two matplotlib axes (new ones from pyplot if not given). Returns them.
+
+    >>> import matplotlib.pyplot as plt
+    >>> runs = [StrategyResult("layerwise", 0.88, 4000, 4000, 31.0, 80.0, History(), val_accuracy=0.92),
+    ...         StrategyResult("fine_tune_all", 0.91, 4000, 4000, 25.0, 96.0, History(), val_accuracy=0.89)]
+    >>> axes = plot_results(runs)
+    >>> [ax.get_xlabel() for ax in axes], axes[1].get_xscale()
+    (['wall time (s)', 'trainable parameters'], 'log')
+    >>> plt.close(axes[0].figure)
     """
     if axes is None:
         import matplotlib.pyplot as plt
@@ -525,6 +603,15 @@ def save_results(results: Sequence[StrategyResult], out_dir: str | Path) -> tupl
 
     The figure is drawn on a standalone matplotlib ``Figure``: pyplot and the
     caller's backend (a notebook's inline one) are left alone.
+
+    >>> import tempfile
+    >>> runs = [StrategyResult("layerwise", 0.88, 4000, 4000, 31.0, 80.0, History(), val_accuracy=0.92),
+    ...         StrategyResult("fine_tune_all", 0.91, 4000, 4000, 25.0, 96.0, History(), val_accuracy=0.89)]
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     csv_path, png_path = save_results(runs, folder)
+    ...     header = csv_path.read_text().splitlines()[0]
+    >>> png_path.name, header
+    ('results.png', 'strategy,seed,val_accuracy,test_accuracy,trainable_params,total_params,seconds,samples_per_s')
     """
     from matplotlib.figure import Figure
 

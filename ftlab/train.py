@@ -105,8 +105,8 @@ def fit(
     >>> import torch
     >>> from torch.utils.data import TensorDataset
     >>> from ftlab.examples import worked_example_mlp
-    >>> data = TensorDataset(torch.randn(64, 512), torch.randint(0, 2, (64,)))
-    >>> history = fit(worked_example_mlp(), data, data, epochs=2, lr=1e-3, progress=False)
+    >>> data = TensorDataset(torch.randn(64, 32), torch.randint(0, 2, (64,)))
+    >>> history = fit(worked_example_mlp(width=32), data, data, epochs=2, lr=1e-3, progress=False)
     >>> len(history.column("val_accuracy"))
     2
     """
@@ -194,6 +194,13 @@ def build_optimizer(
     would be ignored). The caller's group dicts are copied: the optimizer and
     the schedule write into their own copies. ``include_frozen`` also adds
     frozen parameters -- for gradual unfreezing, where they get gradients later.
+
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> unfreeze_top(model, 1)  # only the head trains
+    ['2']
+    >>> opt = build_optimizer(model, lr=1e-2)
+    >>> type(opt).__name__, opt.param_groups[0]["lr"], [tuple(p.shape) for p in opt.param_groups[0]["params"]]
+    ('AdamW', 0.01, [(2, 8), (2,)])
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
@@ -240,6 +247,13 @@ def train_epoch(
     ``scaler`` (for float16) scales the loss so small gradients do not
     underflow; ``grad_clip`` caps the gradient norm. The running sums stay on
     the device: a ``.item()`` per step would make the CPU wait for the GPU.
+
+    >>> from torch.utils.data import TensorDataset
+    >>> model = nn.Linear(4, 2)
+    >>> loader = make_loader(TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,))), batch_size=8, shuffle=True)
+    >>> stats = train_epoch(model, loader, build_optimizer(model, lr=1e-2), device="cpu")  # 4 steps
+    >>> sorted(stats), stats["samples"]
+    (['samples', 'train_accuracy', 'train_loss'], 32)
     """
     device = get_device(device)
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
@@ -279,6 +293,14 @@ class EarlyStopping:
     ``update`` returns True once ``patience`` epochs in a row brought no
     improvement (never, with ``patience=None``); ``restore`` loads the best
     weights back (if ``restore_best``).
+
+    >>> model = nn.Linear(2, 2)
+    >>> stopper = EarlyStopping(patience=2)
+    >>> [stopper.update(model, accuracy, epoch) for epoch, accuracy in enumerate([0.6, 0.8, 0.7, 0.75], start=1)]
+    [False, False, False, True]
+    >>> stopper.best_epoch, stopper.best_score
+    (2, 0.8)
+    >>> stopper.restore(model)  # the weights of epoch 2 are back
     """
 
     def __init__(self, patience: int | None = None, restore_best: bool = True):

@@ -29,7 +29,23 @@ __all__ = ["Explorer", "UnfreezeExplorer", "LayerwiseLRExplorer", "SoftmaxExplor
 
 
 class Explorer:
-    """Base: controls -> ``compute(**values)`` -> ``text`` and ``draw()``, shown in an Output."""
+    """Base: controls -> ``compute(**values)`` -> ``text`` and ``draw()``, shown in an Output.
+
+    A subclass builds its controls and writes ``compute`` (and ``draw`` for a chart).
+    Outside a notebook the Output widget shows nothing, so ``text`` goes to
+    stdout; the examples here catch it.
+
+    >>> import contextlib, io
+    >>> class Square(Explorer):
+    ...     def __init__(self):
+    ...         super().__init__({"n": widgets.IntSlider(value=3, min=0, max=10)}, draw=False)
+    ...     def compute(self, n):
+    ...         self.square, self.text = n * n, f"{n} squared is {n * n}"
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     explorer = Square().update(n=4)
+    >>> explorer.values, explorer.square, explorer.text
+    ({'n': 4}, 16, '4 squared is 16')
+    """
 
     def __init__(self, controls: dict[str, widgets.ValueWidget], draw: bool = True):
         self.controls = controls
@@ -121,6 +137,13 @@ class UnfreezeExplorer(Explorer):
     (:class:`ftlab.layers.ParamCount`), ``rows`` (per-group table),
     ``backbone`` (parameters outside the head group), ``share_of_all`` and
     ``share_of_backbone`` (trainable / backbone, the ratio course notes quote).
+
+    >>> import contextlib, io
+    >>> from ftlab.examples import worked_example_mlp
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # outside a notebook the text goes to stdout
+    ...     explorer = UnfreezeExplorer(worked_example_mlp(), k=1, draw=False).update(k=2)
+    >>> explorer.trainable_groups, f"{explorer.share_of_all:.1%}", explorer.controls["k"].max
+    (['layer4', 'head'], '29.4%', 5)
     """
 
     def __init__(self, model: nn.Module, k: int = 1, groups: Sequence[LayerGroup] | None = None, draw: bool = True):
@@ -161,6 +184,12 @@ class LayerwiseLRExplorer(Explorer):
 
     State: ``lrs`` bottom->top (:func:`ftlab.optim.layerwise_lrs`) and ``text``,
     a table top->bottom.
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # outside a notebook the text goes to stdout
+    ...     explorer = LayerwiseLRExplorer(base_lr=1e-3, gamma=0.5, depth=3, draw=False)
+    >>> explorer.lrs, explorer.controls["gamma"].value
+    ([0.00025, 0.0005, 0.001], 0.5)
     """
 
     YLIM = (1e-10, 1.0)  # learning rates below 1e-10 are frozen in all but name
@@ -202,6 +231,12 @@ class SoftmaxExplorer(Explorer):
     State (torch tensors and floats): ``z``, ``probs`` = softmax(z), ``loss`` =
     -log p[label] (``torch.nn.functional.cross_entropy``) and ``grad`` =
     dloss/dz = p - onehot(label), taken by autograd.
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # outside a notebook the text goes to stdout
+    ...     explorer = SoftmaxExplorer(logits=(0.10, 0.04), label=0, classes=["positive", "negative"], draw=False)
+    >>> explorer.probs, round(explorer.loss, 4), explorer.grad
+    (tensor([0.5150, 0.4850], dtype=torch.float64), 0.6636, tensor([-0.4850,  0.4850], dtype=torch.float64))
     """
 
     def __init__(
@@ -264,6 +299,14 @@ class StrategyExplorer(Explorer):
 
     State: ``strategy`` from :func:`ftlab.strategies.recommend_strategy`; ``small_data``
     defaults to its threshold, :data:`ftlab.strategies.SMALL_DATA`.
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):  # outside a notebook the text goes to stdout
+    ...     explorer = StrategyExplorer(n_samples=500, domain_similarity="different")
+    ...     small = explorer.strategy
+    ...     large = explorer.update(n_samples=50_000).strategy
+    >>> small, large
+    ('fine_tune_top', 'fine_tune_all')
     """
 
     def __init__(self, n_samples: int = 500, domain_similarity: str = "similar", small_data: int | None = None):
