@@ -89,7 +89,13 @@ def _service(tmp_path: Path, grader, per_hour: int | str = 10, jobs: int = 1, du
     (course / "grading_service.toml").write_text(SETTINGS.format(per_hour=limit))
     lines = log if log is not None else []
     service = GradingService(
-        course, grader, tmp_path / "inbound", jobs=jobs, log=lines.append, duedate=lambda assignment: due, settle=0
+        course,
+        grader,
+        tmp_path / "inbound",
+        jobs=jobs,
+        log=lines.append,
+        duedate=lambda assignment, student: due,
+        settle=0,
     )
     return service
 
@@ -139,6 +145,39 @@ def test_late_submission_does_not_push_out_the_on_time_one_waiting(tmp_path):
     for sub in (on_time, late):
         other.add(sub, keep_on_time=False)
     assert [p.name for p in other.load(ASSIGNMENT, "alice").pending] == [late.name]
+
+
+def test_late_is_decided_per_student_with_their_extension(tmp_path):
+    """A student given an extension is on time after the class's due date; the others are late."""
+    lines: list[str] = []
+    service = _service(tmp_path, FakeGrader(), log=lines)
+    due = {"alice": time.time() - 3600, "bob": time.time() + 86400}  # bob's extension runs a day past now
+    service.duedate = lambda assignment, student: due[student]
+    alice, bob = _submit(tmp_path / "inbound", "alice"), _submit(tmp_path / "inbound", "bob")
+    service.run_once()
+    assert f"queued {alice} (late)" in lines and f"queued {bob}" in lines, lines
+
+
+def test_course_duedate_adds_the_students_extension(tmp_path):
+    """nbgrader's per-student extension (Formgrader, ``grant_extension``) moves that student's due date only."""
+    from nbgrader.api import Gradebook
+
+    from ftlab.grading.service import course_duedate
+
+    due = datetime(2026, 12, 1, 12, 0)
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        gb.add_assignment(ASSIGNMENT, duedate=due)
+        for student in ("alice", "bob"):
+            gb.add_student(student)
+            gb.add_submission(ASSIGNMENT, student)
+        gb.grant_extension(ASSIGNMENT, "bob", days=2, hours=3)
+        gb.add_student("carol")  # never submitted: no record, no extension
+    stamp = due.replace(tzinfo=UTC).timestamp()
+    assert course_duedate(tmp_path, ASSIGNMENT) == stamp
+    assert course_duedate(tmp_path, ASSIGNMENT, "alice") == stamp
+    assert course_duedate(tmp_path, ASSIGNMENT, "carol") == stamp
+    assert course_duedate(tmp_path, ASSIGNMENT, "bob") == stamp + timedelta(days=2, hours=3).total_seconds()
+    assert course_duedate(tmp_path, "no_such_assignment", "bob") is None
 
 
 def test_students_are_served_longest_waiting_first(tmp_path):
@@ -302,7 +341,7 @@ def test_a_submission_must_belong_to_the_account_it_names(tmp_path):
     course.mkdir()
     (course / "grading_service.toml").write_text("[assignments.toy]\n")  # check_owner defaults to true
     grader, log = FakeGrader(), []
-    GradingService(course, grader, inbound, log=log.append, duedate=lambda a: None, settle=0).run_once()
+    GradingService(course, grader, inbound, log=log.append, duedate=lambda a, s: None, settle=0).run_once()
     assert grader.graded == [own]
     assert any(forged in line and "not owned by alice" in line for line in log)
 
@@ -485,12 +524,12 @@ def _text(page: Path) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text)).split())
 
 
-def _serve_once(course: Path, exchange: Path) -> subprocess.CompletedProcess:
+def _serve_once(course: Path, exchange: Path, *args: str) -> subprocess.CompletedProcess:
     from course import env
 
     proc = subprocess.run(
         [sys.executable, "-m", "ftlab", "serve", "--course", str(course), "--exchange", str(exchange)]
-        + ["--once", "--jobs", "2"],
+        + ["--once", "--jobs", "2", *args],
         env=env(),
         capture_output=True,
         text=True,
@@ -501,7 +540,9 @@ def _serve_once(course: Path, exchange: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_grade(tmp_path):
+def test_serve_once_grades_releases_feedback_per_student_and_applies_the_late_rules(tmp_path):
+    """On time: graded, released per student, recorded. Late under ``keep-on-time``: feedback, the on-time grade
+    stands. Late under ``penalty``: recorded with nbgrader's penalty, except for a student given an extension."""
     from course import make_toy_course
     from nbgrader.api import Gradebook
 
@@ -550,6 +591,27 @@ def test_serve_once_grades_releases_feedback_per_student_and_keeps_the_on_time_g
     assert "Points per question" in (course / "reports" / f"{ASSIGNMENT}.html").read_text()
     statuses = (course / "reports" / f"{ASSIGNMENT}.csv").read_text()
     assert ",alice,toy,graded," in statuses and ",bob,toy,errors," in statuses, statuses
+
+    # The instructor switches to the penalty rule (nbgrader's plugin: a late submission scores 0) and gives bob a day.
+    with (course / "nbgrader_config.py").open("a") as config:
+        config.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    (course / "grading_service.toml").write_text(
+        '[service]\ncheck_owner = false\n[assignments.toy]\nlate = "penalty"\n'
+    )
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        gb.grant_extension(ASSIGNMENT, "bob", days=1)
+    quick = _student_copy(course, "def answer():\n    return 42")
+    late, _ = _exchange_submit(exchange, "alice", quick)
+    extended, bob_secret = _exchange_submit(exchange, "bob", quick)
+    proc = _serve_once(course, exchange)
+    assert re.search(rf"queued {re.escape(late)} \(late\)", proc.stderr), proc.stderr[-3000:]
+    assert re.search(rf"queued {re.escape(extended)}\n", proc.stderr), proc.stderr[-3000:]  # on time for bob
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        alice, bob = gb.find_submission(ASSIGNMENT, "alice"), gb.find_submission(ASSIGNMENT, "bob")
+        assert alice.total_seconds_late > 0 and (alice.score, alice.late_submission_penalty) == (2, 2)  # 2 - 2 = 0
+        assert bob.total_seconds_late == 0 and (bob.score, bob.late_submission_penalty) == (2, 0)
+    assert (course / "submitted" / "alice" / ASSIGNMENT / "toy.ipynb").read_bytes() == quick  # recorded this time
+    assert "Your result: 2 / 2 points" in _text(feedback / _page_name(bob_secret))
 
 
 @pytest.mark.slow

@@ -561,7 +561,10 @@ def grade_class(
         if not plan.jobs:  # nothing to run: missing, unreadable or unchanged
             finish(course, plan, [], log)
     all_jobs = [job for plan in plans.values() for job in plan.jobs]
-    stopped = runner.run(all_jobs, collect)
+    try:
+        stopped = runner.run(all_jobs, collect)
+    finally:
+        runner.close()
     for job in all_jobs:  # what a cluster did not grade: marked, previous grades kept
         if id(job) not in handed_back:
             collect(job, None)

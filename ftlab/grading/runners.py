@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Protocol
+from typing import Any, Protocol
 
 from .jobs import Job, JobResult, run_job
 from .protocol import GradingError
@@ -24,6 +25,8 @@ Collect = Callable[[Job, JobResult | None], None]  # None: the job was never run
 
 class Runner(Protocol):
     def run(self, jobs: list[Job], collect: Collect) -> str | None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclasses.dataclass
@@ -48,6 +51,9 @@ class LocalRunner:
                 collect(futures[future], result)
         return None
 
+    def close(self) -> None:
+        """Nothing to release: each run's threads end with it."""
+
 
 def _shared(files: dict[str, bytes]) -> dict[str, bytes]:
     """A task that returns what every job shares: unlike scattered data, Dask recomputes it if a worker dies."""
@@ -59,30 +65,48 @@ class DaskRunner:
     """Each job a task on a ``dask.distributed`` cluster; a worker killed mid-grade costs a re-run elsewhere.
 
     A result is collected once. The scheduler gone for ``grace`` seconds stops the run.
+    One client serves every run until :meth:`close`: the grading service runs one small
+    job set per submission, often several at once from its threads, and a connection per
+    submission would cost each student a handshake with the scheduler (a client is
+    thread-safe). A client that lost its scheduler is replaced at the next run.
     """
 
     address: str
     grace: float = dataclasses.field(default_factory=lambda: float(os.environ.get("FTLAB_SCHEDULER_GRACE", "30")))
+    connect_timeout: float = dataclasses.field(
+        default_factory=lambda: float(os.environ.get("FTLAB_SCHEDULER_TIMEOUT", "20"))
+    )
+    _client: Any = dataclasses.field(default=None, init=False, repr=False)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, init=False, repr=False)
 
-    def _client(self):
+    def _connect(self):
         try:
             from distributed import Client
         except ImportError:
             raise GradingError("--scheduler needs dask.distributed: pip install 'ftlab[cluster]'") from None
         try:
-            return Client(self.address, timeout=20)
+            return Client(self.address, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise GradingError(f"cannot reach the Dask scheduler at {self.address}: {exc}") from None
 
+    def client(self):
+        """The runner's client, connected at the first run (or again, when the last one lost its scheduler)."""
+        with self._lock:
+            if self._client is not None and self._client.status not in ("running", "connecting"):
+                _close_quietly(self._client)
+                self._client = None
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
     def run(self, jobs: list[Job], collect: Collect) -> str | None:
-        client = self._client()
-        try:
-            return self._run(client, jobs, collect)
-        finally:
-            try:
-                client.close(timeout=5)
-            except Exception:  # the scheduler is gone already
-                pass
+        return self._run(self.client(), jobs, collect)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                _close_quietly(self._client)
+                self._client = None
 
     def _run(self, client, jobs: list[Job], collect: Collect) -> str | None:
         shared = {}  # the files every job shares go to the cluster once
@@ -120,3 +144,10 @@ class DaskRunner:
                     return f"the Dask scheduler at {self.address} went away"
             time.sleep(0.5)
         return None
+
+
+def _close_quietly(client) -> None:
+    try:
+        client.close(timeout=5)
+    except Exception:  # the scheduler is gone already
+        pass

@@ -97,14 +97,15 @@ class GradingService:
         inbound: str | Path,
         jobs: int = 1,
         log: Callable[[str], None] = print,
-        duedate: Callable[[str], float | None] | None = None,
+        duedate: Callable[[str, str], float | None] | None = None,
         settle: float = 1.0,
     ) -> None:
         self.root = Path(root).resolve()
         self.grader, self.inbound, self.jobs, self.log = grader, Path(inbound), jobs, log
         self.queue = Queue(self.root)
         self.settings = load_settings(self.root)  # a broken file stops the start: the instructor sees it at once
-        self.duedate = duedate or (lambda assignment: course_duedate(self.root, assignment))
+        # (assignment, student) -> that student's due date: the assignment's, plus any extension they were given
+        self.duedate = duedate or (lambda assignment, student: course_duedate(self.root, assignment, student))
         self._ignored: set[str] = set()
         self._taken: set[str] | None = None  # inbound names already in the queue (loaded on the first scan)
         self.settle = settle  # seconds a submission folder must be unchanged before it is taken in
@@ -157,7 +158,7 @@ class GradingService:
             return 0
         if self._taken is None:
             self._taken = {name for state in self.queue.states() for name in state.seen}
-        dues: dict[str, float | None] = {}
+        dues: dict[tuple[str, str], float | None] = {}
         new = 0
         for entry in sorted(os.scandir(self.inbound), key=lambda e: e.name):
             if entry.name in self._taken:
@@ -179,9 +180,9 @@ class GradingService:
                 continue
             if not self._written(entry.name, info.st_ctime):
                 continue  # the student's `nbgrader submit` is still writing it: the next poll takes it
-            if assignment not in dues:
-                dues[assignment] = self.duedate(assignment)
-            due = dues[assignment]
+            if (assignment, student) not in dues:
+                dues[assignment, student] = self.duedate(assignment, student)
+            due = dues[assignment, student]
             late = due is not None and info.st_ctime > due
             sub = Submission(entry.name, student, assignment, info.st_ctime, late, queued=time.time())
             if self.queue.add(sub, keep_on_time=rules.late == "keep-on-time"):
@@ -339,8 +340,13 @@ class GradingService:
         self._loop(poll, until_idle=False)
 
 
-def course_duedate(root: Path, assignment: str) -> float | None:
-    """The assignment's due date (nbgrader's gradebook, UTC) in seconds since the epoch; None when it has none."""
+def course_duedate(root: Path, assignment: str, student: str | None = None) -> float | None:
+    """The assignment's due date (nbgrader's gradebook, UTC) in seconds since the epoch; None when it has none.
+
+    With ``student``, that student's due date: nbgrader keeps a per-student extension on the
+    student's submission record (``Gradebook.grant_extension``, the Formgrader), and its own
+    late penalty counts from the extended date, so "late" here must too.
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
@@ -348,6 +354,12 @@ def course_duedate(root: Path, assignment: str) -> float | None:
             due = gb.find_assignment(assignment).duedate
         except MissingEntry:
             return None
+        if due is not None and student is not None:
+            try:
+                extension = gb.find_submission(assignment, student).extension
+            except MissingEntry:  # nothing recorded for this student yet: no extension
+                extension = None
+            due = due + extension if extension else due
     return None if due is None else due.replace(tzinfo=UTC).timestamp()
 
 
@@ -417,8 +429,11 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.exchange:
             exchange = Path(args.exchange)
         grader = NbgraderGrader(root, exchange / course_id, args.scheduler, log, warm=not args.cold_start)
-        service = GradingService(root, grader, exchange / course_id / "inbound", args.jobs, log)
-        service.run_once() if args.once else service.serve(args.poll)
+        try:
+            service = GradingService(root, grader, exchange / course_id / "inbound", args.jobs, log)
+            service.run_once() if args.once else service.serve(args.poll)
+        finally:
+            grader.close()
     except (GradingError, SettingsError, ValueError, OSError) as exc:
         print(f"ftlab serve: error: {exc}", file=sys.stderr)
         return 2

@@ -78,7 +78,9 @@ class NbgraderGrader:
         self.runner = LocalRunner(1, warm=warm) if scheduler is None else DaskRunner(scheduler)
         self._gradebook = threading.Lock()  # the course's gradebook: snapshots and merges, one at a time
         shutil.rmtree(self.root / "service" / "staging", ignore_errors=True)  # a killed service's leftovers
-        if scheduler is None:
+        if scheduler is not None:
+            self.runner.client()  # an unreachable scheduler stops the start, where the instructor sees it
+        else:
             problem = check_available()
             if problem:
                 raise GradingError(f"cannot sandbox the submissions: {problem}")
@@ -86,6 +88,10 @@ class NbgraderGrader:
                 from .warm import start
 
                 start()
+
+    def close(self) -> None:
+        """Let go of the runner's resources (a Dask client); the service calls it when it stops."""
+        self.runner.close()
 
     # ------------------------------------------------------------------ pages that are not grades
 
