@@ -356,7 +356,7 @@ def compare(
 
     is_text = model_kind(model) == "text"
     if dataset_kind(dataset) != ("text" if is_text else "image"):
-        raise ValueError(f"{model} is a {model_kind(model)} model but {dataset} is a {dataset_kind(dataset)} data set")
+        raise ValueError(f"{model} takes {model_kind(model)} inputs but {dataset} holds {dataset_kind(dataset)} examples")
     chosen = _check_compare_args(strategies, is_text, seed, seeds, image_size)
     settings = settings or (TEXT_SETTINGS if is_text else Settings())
     if not isinstance(settings, Settings):

@@ -259,7 +259,7 @@ def test_compare_checks_its_arguments_before_loading_anything(monkeypatch):
         compare("efficientnet_lite0", "digits", strategies=["fine_tune_all", "finetune"])
     with pytest.raises(ValueError, match="seeds must be an int >= 1, got 0"):
         compare("minilm", "vader_words", seeds=0)
-    with pytest.raises(ValueError, match="minilm is a text model but digits is a image data set"):
+    with pytest.raises(ValueError, match="minilm takes text inputs but digits holds image examples"):
         compare("minilm", "digits")
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         compare("vgg", "digits")
