@@ -51,7 +51,22 @@ _DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0
 
 
 class UnsafeFile(OSError):
-    """A path that is not a regular single-link file reached without links, or is too large."""
+    """A path that is not a regular single-link file reached without links, or is too large.
+
+    An ``OSError``, so that callers report it as they report any unreadable file, by its ``strerror``:
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = Path(tmp.name, "answers.ipynb").write_text("{}")
+    >>> os.link(Path(tmp.name, "answers.ipynb"), Path(tmp.name, "gradebook.db"))  # a second name for one file
+    >>> folder = os.open(tmp.name, os.O_RDONLY | os.O_DIRECTORY)
+    >>> try:
+    ...     read_regular_file("answers.ipynb", 1024, dir_fd=folder)
+    ... except OSError as exc:
+    ...     print(type(exc).__name__, exc.errno == errno.EMLINK, exc.strerror)
+    UnsafeFile True answers.ipynb is a hard link (2 names for one file)
+    >>> os.close(folder); tmp.cleanup()
+    """
 
 
 def _describe(mode: int) -> str:
@@ -94,6 +109,19 @@ def read_regular_file(path: str | Path, max_bytes: int, dir_fd: int | None = Non
 
     ``path`` is relative to ``dir_fd`` when given. Raises :class:`UnsafeFile` (saying why)
     for a link, a hard link, anything that is not a regular file, or more than ``max_bytes``.
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = Path(tmp.name, "answers.ipynb").write_text("{}")
+    >>> Path(tmp.name, "data.csv").symlink_to("/course/gradebook.db")
+    >>> folder = os.open(tmp.name, os.O_RDONLY | os.O_DIRECTORY)
+    >>> read_regular_file("answers.ipynb", 1024, dir_fd=folder)
+    b'{}'
+    >>> read_regular_file("data.csv", 1024, dir_fd=folder)
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.intake.UnsafeFile: [Errno 22] data.csv is a symbolic link
+    >>> os.close(folder); tmp.cleanup()
     """
     parts = Path(path).parts
     if not parts or Path(path).is_absolute():
@@ -135,7 +163,11 @@ def read_regular_file(path: str | Path, max_bytes: int, dir_fd: int | None = Non
 
 @dataclass
 class Intake:
-    """What was accepted from one submission folder, and what was left out (and why)."""
+    """What was accepted from one submission folder, and what was left out (and why).
+
+    >>> Intake({"count_params.ipynb": b"{}"}, ["data.csv: a symbolic link"]).notes()
+    ['left out data.csv: a symbolic link']
+    """
 
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes
     left_out: list[str] = field(default_factory=list)  # "name: why", for the report
@@ -188,6 +220,18 @@ def read_submission(
     student's folder is refused as a whole. Files that are not asked
     for are ignored; asked-for files that are links, hard links or special files are
     left out and named.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as course:
+    ...     folder = Path(course, "submitted/alice/ps1_parameters")
+    ...     folder.mkdir(parents=True)
+    ...     _ = (folder / "count_params.ipynb").write_text("{}")
+    ...     (folder / "solution.ipynb").symlink_to("/course/source/ps1_parameters/count_params.ipynb")
+    ...     Path(course, "submitted/mallory").symlink_to(folder.parent)  # another student's work
+    ...     print(read_submission(course, "submitted/alice/ps1_parameters", ["count_params"]))
+    ...     print(read_submission(course, "submitted/mallory/ps1_parameters", ["count_params"]).problem)
+    Intake(files={'count_params.ipynb': b'{}'}, left_out=['solution.ipynb: a symbolic link'], problem=None)
+    the submission folder cannot be read safely: mallory is a link or not a folder
     """
     intake = Intake()
     try:
@@ -242,6 +286,19 @@ def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str
     back by nbgrader itself); a second cell with the same id, or an id the source does
     not have, becomes an ordinary cell of the student's. Cells the student deleted are
     re-added by nbgrader (``OverwriteCells.add_missing_cells``).
+
+    >>> import nbformat
+    >>> source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("expect_equal(count_params(m), 12)")])
+    >>> source.cells[0].metadata.nbgrader = {"grade": True, "grade_id": "check_count", "points": 2, "locked": True}
+    >>> nb = copy.deepcopy(source)
+    >>> nb.cells[0].metadata.nbgrader["points"] = 100
+    >>> nb.cells.append(nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade": True, "grade_id": "bonus"}}))
+    >>> for note in restore_instructor_cells(nb, source):
+    ...     print(note)
+    the metadata of check_count was edited (points); the instructor's was used
+    cell 'bonus' is marked for grading but is not one of the instructor's cells; graded as ordinary code
+    >>> nb.cells[0].metadata.nbgrader["points"], "nbgrader" in nb.cells[1].metadata
+    (2, False)
     """
     by_id = {_meta(c).get("grade_id"): c for c in source.cells if _meta(c).get("grade_id")}
     notes: list[str] = []
@@ -276,8 +333,19 @@ def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str
 def copy_tree_safely(src: str | Path, dest: str | Path, max_file_bytes: int = MAX_FILE_BYTES, log=None) -> list[str]:
     """Copy the regular single-link files below ``src`` to ``dest``; return what was left out and why.
 
-    ``src``'s last component (the student's folder in the exchange) must not be a link. Nothing is followed: links, hard links, devices and
-    FIFOs are skipped, and so are files over ``max_file_bytes``.
+    ``src``'s last component (the student's folder in the exchange) must not be a link. Nothing is followed:
+    links, hard links, devices and FIFOs are skipped, and so are files over ``max_file_bytes``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     src = Path(tmp, "inbound", "alice+ps1_parameters+2024-05-01 12:00:00 UTC")
+    ...     src.mkdir(parents=True)
+    ...     _ = (src / "count_params.ipynb").write_text("{}")
+    ...     (src / "notes.txt").symlink_to("/home/instructor/solutions.txt")
+    ...     print(copy_tree_safely(src, Path(tmp, "submitted", "alice")))
+    ...     print(sorted(p.name for p in Path(tmp, "submitted", "alice").iterdir()))
+    ['notes.txt: notes.txt is a symbolic link']
+    ['count_params.ipynb']
     """
     src, dest = Path(src).absolute(), Path(dest)
     skipped: list[str] = []
@@ -309,6 +377,16 @@ class SafeExchangeCollect(ExchangeCollect):
 
     Selected in ``nbgrader_config.py`` with
     ``c.ExchangeFactory.collect = "ftlab.grading.intake.SafeExchangeCollect"``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     src = Path(tmp, "alice+ps1_parameters+2024-05-01 12:00:00 UTC")
+    ...     src.mkdir()
+    ...     _ = (src / "count_params.ipynb").write_text("{}")
+    ...     (src / "gradebook.db").symlink_to("/course/gradebook.db")
+    ...     SafeExchangeCollect().do_copy(src, Path(tmp, "alice"))  # the link: a warning in nbgrader's log
+    ...     sorted(p.name for p in Path(tmp, "alice").iterdir())
+    ['count_params.ipynb']
     """
 
     def do_copy(self, src, dest, log=None):
@@ -322,7 +400,17 @@ class SafeExchangeCollect(ExchangeCollect):
 
 
 def collect(assignment: str, nbgrader_args: list[str] = ()) -> int:
-    """``ftlab collect ASSIGNMENT``: ``nbgrader collect`` with :class:`SafeExchangeCollect`, whatever the config says."""
+    """``ftlab collect ASSIGNMENT``: ``nbgrader collect`` with :class:`SafeExchangeCollect`, whatever the config says.
+
+    The exit status is nbgrader's. The command it runs (here without running it):
+
+    >>> from unittest import mock
+    >>> with mock.patch("subprocess.call", return_value=0) as call:
+    ...     collect("ps1_parameters", ["--update"])
+    0
+    >>> print(*call.call_args.args[0][1:])
+    -m nbgrader collect ps1_parameters --update --ExchangeFactory.collect=ftlab.grading.intake.SafeExchangeCollect
+    """
     import subprocess
     import sys
 
