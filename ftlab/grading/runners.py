@@ -23,12 +23,28 @@ Collect = Callable[[Job, JobResult | None], None]  # None: the job was never run
 
 
 class Runner(Protocol):
+    """Runs jobs and hands each one's result to ``collect``; returns None, or why it stopped early.
+
+    >>> def grade(runner: Runner, jobs: list[Job]) -> str | None:
+    ...     return runner.run(jobs, lambda job, result: print(job.student, result.rc))
+    >>> print(grade(LocalRunner(jobs=2), []))
+    None
+    """
+
     def run(self, jobs: list[Job], collect: Collect) -> str | None: ...
 
 
 @dataclasses.dataclass
 class LocalRunner:
-    """``jobs`` submissions at a time, each in its own nbgrader process and sandbox (``warm``: :mod:`.warm`)."""
+    """``jobs`` submissions at a time, each in its own nbgrader process and sandbox (``warm``: :mod:`.warm`).
+
+    >>> LocalRunner(jobs=2, warm=True)
+    LocalRunner(jobs=2, warm=True)
+    >>> LocalRunner(jobs=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: jobs must be a positive integer, got 0
+    """
 
     jobs: int = 1
     warm: bool = False
@@ -59,6 +75,14 @@ class DaskRunner:
     """Each job a task on a ``dask.distributed`` cluster; a worker killed mid-grade costs a re-run elsewhere.
 
     A result is collected once. The scheduler gone for ``grace`` seconds stops the run.
+    Nothing connects before :meth:`run`:
+
+    >>> DaskRunner("tcp://grader:8786", grace=60)
+    DaskRunner(address='tcp://grader:8786', grace=60)
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"FTLAB_SCHEDULER_GRACE": "120"}):  # the default grace
+    ...     DaskRunner("tcp://grader:8786").grace
+    120.0
     """
 
     address: str
