@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .safefile import read_regular_file
+
 __all__ = [
     "MIME",
     "KERNEL_DIED",
@@ -152,8 +154,6 @@ def read_reply(path: str, max_bytes: int) -> bytes:
     ValueError: reply.bin is 100 bytes, over the limit of 10
     >>> tmp.cleanup()
     """
-    from .intake import read_regular_file
-
     folder, name = os.path.split(path)
     fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
     try:

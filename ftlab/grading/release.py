@@ -28,7 +28,7 @@ from pathlib import Path
 
 from nbgrader.utils import notebook_hash
 
-from .intake import read_regular_file
+from .safefile import read_regular_file
 
 __all__ = ["read_secret", "release", "status_page", "feedback_config"]
 
