@@ -61,7 +61,14 @@ STAGES_LOG_BYTES = 8 << 20  # service/stages.jsonl is rotated (to stages.jsonl.1
 
 @dataclasses.dataclass
 class Work:
-    """A submission in flight, with its student's queue state, its assignment's rules and its timeline."""
+    """A submission in flight, with its student's queue state, its assignment's rules and its timeline.
+
+    >>> sub = Submission("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice", "ps1_parameters", received=100.0)
+    >>> work = Work(StudentState("alice", "ps1_parameters"), AssignmentRules(), sub, marks=[("submitted", 100.0)])
+    >>> work.mark("intake")  # the stage "intake" ends now
+    >>> [label for label, _ in work.marks]
+    ['submitted', 'intake']
+    """
 
     state: StudentState
     rules: AssignmentRules
@@ -73,6 +80,19 @@ class Work:
 
 
 class Grader(Protocol):
+    """What grades a submission for :class:`GradingService`: :class:`~.service_grader.NbgraderGrader`, or a fake.
+
+    >>> class Fake:  # grades nothing, as in the unit tests
+    ...     def grade(self, work):
+    ...         return None
+    ...     def notify(self, work, title, message):
+    ...         print(f"{work.sub.name}: {title}")
+    >>> sub = Submission("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice", "ps1_parameters", received=100.0)
+    >>> grader: Grader = Fake()
+    >>> grader.notify(Work(StudentState("alice", "ps1_parameters"), AssignmentRules(), sub), "Grading failed", "...")
+    alice+ps1_parameters+2024-05-01 12:00:00 UTC: Grading failed
+    """
+
     def grade(self, work: Work) -> str | None:
         """Grade one submission and release its feedback; None, or why it failed.
 
@@ -85,9 +105,25 @@ class Grader(Protocol):
 
 
 class GradingService:
-    """The loop: take in new submissions, keep ``jobs`` of them grading, record what happened -- state on disk.
+    r"""The loop: take in new submissions, keep ``jobs`` of them grading, record what happened -- state on disk.
 
     Only this (the main) thread changes the queue; the worker threads run the grader.
+
+    One poll of the inbound folder (a course with ``ps1_parameters`` graded on submit):
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> course = Path(tmp.name)
+    >>> _ = (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.ps1_parameters]")
+    >>> for name in ("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice+ps1_parameters+tomorrow"):
+    ...     (course / "inbound" / name).mkdir(parents=True)
+    ...     _ = (course / "inbound" / name / "submission_secret.txt").write_text("0123456789abcdef")
+    >>> service = GradingService(course, grader=None, inbound=course / "inbound", duedate=lambda a: None, settle=0)
+    >>> service.scan()
+    queued alice+ps1_parameters+2024-05-01 12:00:00 UTC
+    ignored inbound/'alice+ps1_parameters+tomorrow': not a submission name
+    1
+    >>> tmp.cleanup()
     """
 
     def __init__(
@@ -340,7 +376,19 @@ class GradingService:
 
 
 def course_duedate(root: Path, assignment: str) -> float | None:
-    """The assignment's due date (nbgrader's gradebook, UTC) in seconds since the epoch; None when it has none."""
+    """The assignment's due date (nbgrader's gradebook, UTC) in seconds since the epoch; None when it has none.
+
+    nbgrader keeps due dates as naive datetimes in UTC. Here with a stand-in for nbgrader's gradebook:
+
+    >>> from datetime import datetime
+    >>> from unittest import mock
+    >>> gradebook = mock.MagicMock()
+    >>> gradebook.__enter__.return_value.find_assignment.return_value.duedate = datetime(2024, 5, 1, 12, 0)
+    >>> api = mock.Mock(Gradebook=mock.Mock(return_value=gradebook), MissingEntry=LookupError)
+    >>> with mock.patch.dict("sys.modules", {"nbgrader.api": api}):
+    ...     course_duedate(Path("/srv/course"), "ps1_parameters")
+    1714564800.0
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
@@ -352,7 +400,16 @@ def course_duedate(root: Path, assignment: str) -> float | None:
 
 
 def exchange_location(root: Path) -> tuple[Path, str]:
-    """(exchange root, course id) as the course's nbgrader sees them: system-wide config, then the course's."""
+    r"""(exchange root, course id) as the course's nbgrader sees them: system-wide config, then the course's.
+
+    >>> import tempfile
+    >>> from unittest import mock
+    >>> config = 'c = get_config()\nc.CourseDirectory.course_id = "ftlab"\nc.Exchange.root = "/srv/exchange"\n'
+    >>> with tempfile.TemporaryDirectory() as course, mock.patch("jupyter_core.paths.jupyter_config_path", list):
+    ...     _ = Path(course, "nbgrader_config.py").write_text(config)  # (no system-wide config here)
+    ...     exchange_location(Path(course))
+    (PosixPath('/srv/exchange'), 'ftlab')
+    """
     from jupyter_core.paths import jupyter_config_path
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
@@ -369,7 +426,18 @@ def exchange_location(root: Path) -> tuple[Path, str]:
 
 
 def hold_course_lock(root: Path):
-    """One service per course: a second one would grade the same queue twice. The lock goes with the process."""
+    """One service per course: a second one would grade the same queue twice. The lock goes with the process.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as course:
+    ...     lock = hold_course_lock(Path(course))
+    ...     try:
+    ...         hold_course_lock(Path(course))
+    ...     except ValueError as exc:
+    ...         print(exc)
+    ...     lock.close()
+    another ftlab serve is running for /... (it holds /.../service/lock)
+    """
     import fcntl
 
     folder = root / "service"
@@ -384,6 +452,12 @@ def hold_course_lock(root: Path):
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``ftlab serve``'s options (``parser``: the subcommand's, from ``ftlab``'s own).
+
+    >>> args = build_parser().parse_args(["--course", "/home/grader-ftlab", "--jobs", "2"])
+    >>> args.course, args.jobs, args.once, args.poll, args.cold_start
+    ('/home/grader-ftlab', 2, False, 1.0, False)
+    """
     parser = parser or argparse.ArgumentParser(prog="ftlab serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--course", default=".", help="course root (default: current directory)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once, each in its own sandbox")
@@ -400,11 +474,19 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """Serve until killed (or, with ``--once``, until nothing waits); 2 when it cannot start, with why.
+
+    >>> import contextlib
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     run_cli(build_parser().parse_args(["--poll", "0"]))
+    ftlab serve: error: --poll must be a positive number of seconds, got 0.0
+    2
+    """
+
     def log(line: str) -> None:
         print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {line}", file=sys.stderr, flush=True)
 
     from .protocol import GradingError
-    from .service_grader import NbgraderGrader
 
     try:
         if args.poll <= 0:
@@ -416,6 +498,8 @@ def run_cli(args: argparse.Namespace) -> int:
         exchange, course_id = exchange_location(root)
         if args.exchange:
             exchange = Path(args.exchange)
+        from .service_grader import NbgraderGrader  # the grading stack (nbgrader, torch): once the options are good
+
         grader = NbgraderGrader(root, exchange / course_id, args.scheduler, log, warm=not args.cold_start)
         service = GradingService(root, grader, exchange / course_id / "inbound", args.jobs, log)
         service.run_once() if args.once else service.serve(args.poll)
@@ -428,6 +512,14 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m ftlab.grading.service``: ``ftlab serve``'s command line.
+
+    >>> import contextlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stderr(sys.stdout):
+    ...     main(["--course", folder, "--once"])
+    ftlab serve: error: /... is not a course root (no nbgrader_config.py)
+    2
+    """
     return run_cli(build_parser().parse_args(argv))
 
 
