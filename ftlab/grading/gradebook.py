@@ -6,8 +6,9 @@ what it graded is copied in; a run that failed leaves the student's previous gra
 hand grades included, untouched -- or 0 where there were none.
 
 The examples run on a small gradebook of their own (``_example(folder)``): the
-assignment ``ps1_parameters``, its notebook ``count_params`` with one 2-point check
-``check_count``, and alice's submission, not graded yet.
+assignment ``ps1_parameters``, its notebook ``count_params`` with an answer cell
+``count_params`` and one 2-point check ``check_count``, and alice's submission, not
+graded yet.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _example_bytes() -> bytes:
             gb.add_assignment("ps1_parameters")
             gb.add_notebook("count_params", "ps1_parameters")
             gb.add_grade_cell("check_count", "count_params", "ps1_parameters", max_score=2, cell_type="code")
+            gb.add_source_cell("count_params", "count_params", "ps1_parameters", cell_type="code", locked=False)
+            gb.add_source_cell("check_count", "count_params", "ps1_parameters", cell_type="code", locked=True)
             gb.add_student("alice")
             gb.add_submission("ps1_parameters", "alice")
         return db.serialize()
