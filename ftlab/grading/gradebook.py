@@ -47,6 +47,7 @@ def _example_bytes() -> bytes:
             gb.add_assignment("ps1_parameters")
             gb.add_notebook("count_params", "ps1_parameters")
             gb.add_grade_cell("check_count", "count_params", "ps1_parameters", max_score=2, cell_type="code")
+            gb.add_solution_cell("count_params", "count_params", "ps1_parameters")
             gb.add_source_cell("count_params", "count_params", "ps1_parameters", cell_type="code", locked=False)
             gb.add_source_cell("check_count", "count_params", "ps1_parameters", cell_type="code", locked=True)
             gb.add_student("alice")
