@@ -33,7 +33,16 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-__all__ = ["EncodeError", "DecodeError", "encode", "decode", "module_state", "apply_module_state", "MAX_DEPTH"]
+__all__ = [
+    "EncodeError",
+    "DecodeError",
+    "encode",
+    "decode",
+    "module_state",
+    "apply_module_state",
+    "MAX_DEPTH",
+    "ModuleState",
+]
 
 MAX_DEPTH = 32
 MAX_ITEMS = 1_000_000

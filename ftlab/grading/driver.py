@@ -101,6 +101,12 @@ __all__ = [
     "grade_class",
     "default_wall_clock",
     "main",
+    "check_nbgrader_args",
+    "fingerprint",
+    "write_report",
+    "update_report",
+    "build_parser",
+    "run_cli",
 ]
 
 STAMP = ".ftlab-grade.json"  # in autograded/<student>/<assignment>/: what the last complete grading was of

@@ -34,6 +34,9 @@ __all__ = [
     "summary_markdown",
     "FeedbackSummary",
     "SUMMARY_TAG",
+    "check_title",
+    "first_error",
+    "HiddenChecksPassFail",
 ]
 
 SUMMARY_TAG = "ftlab-feedback-summary"  # the inserted cell's tag: inserted once, however often feedback is made

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Forbidden", "forbid", "forbid_in_notebook", "install", "active_names"]
+__all__ = ["Forbidden", "forbid", "forbid_in_notebook", "install", "active_names", "activate", "deactivate"]
 
 
 class Forbidden(RuntimeError):

@@ -43,6 +43,7 @@ __all__ = [
     "SafeExchangeCollect",
     "MAX_NOTEBOOK_BYTES",
     "MAX_FILE_BYTES",
+    "collect",
 ]
 
 MAX_NOTEBOOK_BYTES = 32 << 20  # a notebook of answers is kilobytes; outputs with figures a few MiB

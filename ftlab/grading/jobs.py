@@ -24,7 +24,7 @@ from pathlib import Path
 from . import stages
 from .protocol import GradingError
 
-__all__ = ["Job", "JobResult", "run_job", "course_files"]
+__all__ = ["Job", "JobResult", "run_job", "course_files", "kill_process_tree", "nbgrader_env", "run_nbgrader"]
 
 
 @dataclass

@@ -47,7 +47,18 @@ from dataclasses import dataclass, field
 
 from nbformat.notebooknode import NotebookNode
 
-__all__ = ["Finding", "Assessment", "protected_checks", "student_cells", "scan", "assess", "check_notebook", "main"]
+__all__ = [
+    "Finding",
+    "Assessment",
+    "protected_checks",
+    "student_cells",
+    "scan",
+    "assess",
+    "check_notebook",
+    "main",
+    "build_parser",
+    "run_cli",
+]
 
 HATCH_CALLS = {
     "eval",

@@ -37,7 +37,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["Limits", "Sandbox", "SandboxUnavailable", "check_available", "INSTALL_HINT", "HOME", "WORKDIR"]
+__all__ = [
+    "Limits",
+    "Sandbox",
+    "SandboxUnavailable",
+    "check_available",
+    "INSTALL_HINT",
+    "HOME",
+    "WORKDIR",
+    "sandbox_python",
+    "make_channel_dir",
+    "seal",
+]
 
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: `sudo apt-get install -y bubblewrap`; Fedora: `sudo dnf install bubblewrap`), "

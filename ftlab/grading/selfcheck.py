@@ -41,7 +41,17 @@ from .feedback_page import Page, render
 from .jobs import run_nbgrader
 from .protocol import GradingError
 
-__all__ = ["Located", "CheckResult", "locate", "check", "build_parser", "run_cli"]
+__all__ = [
+    "Located",
+    "CheckResult",
+    "locate",
+    "check",
+    "build_parser",
+    "run_cli",
+    "feedback_notebook",
+    "summary_text",
+    "open_page",
+]
 
 STUDENT = "you"  # the student id inside the private course
 CHECKOUT = Path(__file__).resolve().parents[2]  # this ftlab checkout: solutions/ and nbgrader_config.py

@@ -53,7 +53,17 @@ from .queue import Queue, StudentState, Submission, attempt_refusal, parse_inbou
 from .service_page import ServicePage
 from .service_settings import AssignmentRules, SettingsError, load_settings
 
-__all__ = ["Work", "Grader", "GradingService", "course_duedate", "exchange_location", "main"]
+__all__ = [
+    "Work",
+    "Grader",
+    "GradingService",
+    "course_duedate",
+    "exchange_location",
+    "main",
+    "hold_course_lock",
+    "build_parser",
+    "run_cli",
+]
 
 MAX_TRIES = 2  # a failed grading is tried once more, then reported
 STAGES_LOG_BYTES = 8 << 20  # service/stages.jsonl is rotated (to stages.jsonl.1) past this size

@@ -39,7 +39,7 @@ from .runners import DaskRunner, LocalRunner
 from .sandbox import check_available
 from .service import MAX_TRIES, Work
 
-__all__ = ["NbgraderGrader"]
+__all__ = ["NbgraderGrader", "nbgrader_timestamp"]
 
 
 @dataclasses.dataclass

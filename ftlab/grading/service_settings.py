@@ -28,7 +28,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AssignmentRules", "ServiceSettings", "load_settings", "SETTINGS_FILE", "SettingsError"]
+__all__ = ["AssignmentRules", "ServiceSettings", "load_settings", "SETTINGS_FILE", "SettingsError", "parse_settings"]
 
 SETTINGS_FILE = "grading_service.toml"
 HIDDEN_CHOICES = ("pass-fail", "as-graded")

@@ -31,7 +31,15 @@ from . import guards
 from .codec import ModuleState, apply_module_state
 from .protocol import CELL_TIMEOUT, KERNEL_DIED, Reply, Request
 
-__all__ = ["GraderSession", "StudentFunction", "StudentError", "KernelTimeout", "KernelDied", "bound_names"]
+__all__ = [
+    "GraderSession",
+    "StudentFunction",
+    "StudentError",
+    "KernelTimeout",
+    "KernelDied",
+    "bound_names",
+    "loaded_names",
+]
 
 
 class StudentError(Exception):
