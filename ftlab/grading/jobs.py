@@ -105,7 +105,7 @@ def kill_process_tree(pid: int) -> None:
     """Kill a job's process (a session leader), its process group and every process it started (kernels run in
     sessions of their own).
 
-    A job that has ended already is no error (no process has the number 4194305: Linux's largest is 4194304):
+    A job that has ended already is no error (Linux numbers processes below 4194304, so none is 4194305):
 
     >>> kill_process_tree(4194305)
     """
