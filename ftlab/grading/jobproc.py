@@ -87,7 +87,8 @@ def _feedback(args: list[str], hidden: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The job's process: ``--stages FILE [--feedback pass-fail|as-graded] -- autograde ...``; autograde's status.
 
-    Anything but one ``autograde`` of one student stops before nbgrader is imported:
+    A command that is not ``-- autograde ASSIGNMENT ...`` (with ``--student=`` when it makes feedback) stops
+    before nbgrader is imported:
 
     >>> import contextlib, io
     >>> with contextlib.redirect_stderr(io.StringIO()) as err:
