@@ -92,6 +92,41 @@ def test_tensor_values_within_tolerance():
     expect_close(torch.ones(2, requires_grad=True) * 2, torch.full((2,), 2.0), what="p")  # results that need grad
 
 
+T = torch.tensor
+SAME_VERDICT = [
+    (T([0.515, 0.485]), T([0.515, 0.485])),
+    (T([0.5151, 0.485]), T([0.515, 0.485])),
+    (T([0.515, 0.485], dtype=torch.float64), T([0.515, 0.485])),
+    (T([0.515, 0.485], dtype=torch.float16), T([0.515, 0.485])),
+    (T([1, 2, 3]), T([1, 2, 4])),
+    (T([1, 2, 3], dtype=torch.uint8), T([1, 2, 3])),
+    (T([1, 2, 3], dtype=torch.uint32), T([1, 2, 3])),
+    (T([1, 2, 3], dtype=torch.uint32), T([1, 2, 4])),
+    (T([1, 2]), T([1.0, 2.4])),
+    (T([True, False]), T([True, True])),
+    (T([1 + 1j, 2j]), T([1 + 1j, 2.0001j])),
+    (T([math.nan, math.inf]), T([math.nan, math.inf])),
+    (T([-math.inf, 1.0]), T([math.inf, 1.0])),
+]
+
+
+@pytest.mark.parametrize("tol", [(0.0, 0.0), (1e-3, 1e-5), (0.0, 0.5)])
+@pytest.mark.parametrize("got, want", SAME_VERDICT)
+def test_tensor_values_pass_exactly_where_assert_close_passes(got, want, tol):
+    """expect_close compares as torch.testing.assert_close does, without calling it (2 s at its first call)."""
+    try:
+        torch.testing.assert_close(got, want, rtol=tol[0], atol=tol[1], equal_nan=True, check_dtype=False)
+        close = True
+    except AssertionError:
+        close = False
+    try:
+        expect_close(got, want, what="p", rtol=tol[0], atol=tol[1], check_dtype=False)
+        passed = True
+    except CheckFailed:
+        passed = False
+    assert passed == close
+
+
 def test_one_tolerance_given_means_the_other_is_zero():
     got, want = torch.tensor([1.0]), torch.tensor([1.00003])
     expect_close(got, want, what="p", rtol=1e-4)

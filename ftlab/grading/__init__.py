@@ -10,6 +10,16 @@
 * :mod:`.feedback`, :mod:`.feedback_page` -- feedback that explains: points per question, what to fix first;
 * :mod:`.selfcheck` -- ``ftlab check``: a self-paced student's copy graded by the same driver, into a page;
 * :mod:`.report` -- ``ftlab report``: a graded class at a glance (HTML + PNG).
+
+What a test cell imports from here -- a check that never broadcasts, and says what was wrong:
+
+>>> import torch
+>>> from ftlab.grading import CheckFailed, expect_close
+>>> try:
+...     expect_close(torch.empty(0, 1, 1), torch.tensor([0.515, 0.485]), what="softmax(z)")
+... except CheckFailed as exc:
+...     print(exc)
+softmax(z): shape (0, 1, 1) where (2,) was expected
 """
 
 from .checks import CheckFailed, expect, expect_close, expect_equal

@@ -33,18 +33,39 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import nn
 
-__all__ = ["EncodeError", "DecodeError", "encode", "decode", "module_state", "apply_module_state", "MAX_DEPTH"]
+__all__ = [
+    "EncodeError",
+    "DecodeError",
+    "encode",
+    "decode",
+    "module_state",
+    "apply_module_state",
+    "MAX_DEPTH",
+    "ModuleState",
+]
 
 MAX_DEPTH = 32
 MAX_ITEMS = 1_000_000
 
 
 class EncodeError(TypeError):
-    """A value that cannot travel from the student's kernel to the grader."""
+    """A value that cannot travel from the student's kernel to the grader.
+
+    >>> encode(object())
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.codec.EncodeError: a value of type object cannot be sent to the grader
+    """
 
 
 class DecodeError(ValueError):
-    """A reply that is not a well-formed encoded value."""
+    """A reply that is not a well-formed encoded value.
+
+    >>> decode(b"junk")
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.codec.DecodeError: truncated reply
+    """
 
 
 # --------------------------------------------------------------------------- encode (runs in the student's kernel)
@@ -97,7 +118,14 @@ class _Encoder:
 
 
 def module_state(module: nn.Module, encoder: _Encoder) -> dict:
-    """What the grader needs to rebuild a module's state: tensors, requires_grad and train/eval flags."""
+    """What the grader needs to rebuild a module's state: tensors, requires_grad and train/eval flags.
+
+    The tensors go into ``encoder``'s blob; the state names them by key.
+
+    >>> state = module_state(nn.Linear(2, 1).eval(), _Encoder())
+    >>> state["state"], state["training"]
+    ({'weight': '0', 'bias': '1'}, {'': False})
+    """
     return {
         "state": {name: encoder.tensor(t) for name, t in module.state_dict(keep_vars=False).items()},
         "requires_grad": {name: bool(p.requires_grad) for name, p in module.named_parameters(remove_duplicate=False)},
@@ -107,7 +135,13 @@ def module_state(module: nn.Module, encoder: _Encoder) -> dict:
 
 
 def encode(obj: Any, param_refs: dict[int, tuple[int, str]] | None = None, extra: dict | None = None) -> bytes:
-    """``obj`` (and ``extra``: more encodable values by name) as one reply: JSON header, newline, safetensors."""
+    """``obj`` (and ``extra``: more encodable values by name) as one reply: header length, JSON header, safetensors.
+
+    >>> reply = encode({"loss": 0.25, "w": torch.ones(2)})
+    >>> size = int.from_bytes(reply[:8], "little")
+    >>> json.loads(reply[8 : 8 + size])  # the tensor itself is in the safetensors blob after the header
+    {'value': {'$dict': [['loss', 0.25], ['w', {'$tensor': ['0', False]}]]}}
+    """
     enc = _Encoder(param_refs)
     doc = {"value": enc(obj), **{k: enc(v) for k, v in (extra or {}).items()}}
     header = json.dumps(doc, allow_nan=False).encode()
@@ -182,7 +216,16 @@ def _list(obj: Any) -> list:
 
 
 class ModuleState:
-    """A module's state as the student's kernel sent it; :func:`apply_module_state` loads it into a module."""
+    """A module's state as the student's kernel sent it; :func:`apply_module_state` loads it into a module.
+
+    The grader never gets the student's module object (its class could be anything), only this.
+
+    >>> state = decode(encode(nn.Linear(2, 1)))["value"]
+    >>> state
+    <state of a Linear from the student's kernel>
+    >>> sorted(state.state), state.requires_grad
+    (['bias', 'weight'], {'weight': True, 'bias': True})
+    """
 
     def __init__(self, decoder: _Decoder, body: Any):
         if not isinstance(body, dict) or not {"state", "requires_grad", "training"} <= set(body):
@@ -197,7 +240,18 @@ class ModuleState:
 
 
 def apply_module_state(module: nn.Module, state: ModuleState, what: str = "the module") -> None:
-    """Load ``state`` into the grader's own ``module``; raise ValueError naming what does not match."""
+    """Load ``state`` into the grader's own ``module``; raise ValueError naming what does not match.
+
+    >>> student = nn.Linear(2, 1).requires_grad_(False)
+    >>> grader = nn.Linear(2, 1)
+    >>> apply_module_state(grader, decode(encode(student))["value"])
+    >>> torch.equal(grader.weight, student.weight), grader.weight.requires_grad
+    (True, False)
+    >>> apply_module_state(nn.Linear(3, 1), decode(encode(student))["value"], what="the head")
+    Traceback (most recent call last):
+    ...
+    ValueError: the head: weight has shape (1, 2) torch.float32, expected (1, 3)
+    """
     if not isinstance(state, ModuleState):
         raise ValueError(f"{what}: expected a torch module from the student's kernel, got {type(state).__name__}")
     own = module.state_dict()
@@ -219,7 +273,19 @@ def apply_module_state(module: nn.Module, state: ModuleState, what: str = "the m
 
 
 def decode(data: bytes, modules: list[nn.Module] | None = None, max_bytes: int = 2**31) -> dict[str, Any]:
-    """Parse a reply made by :func:`encode`; ``modules`` resolve ``$param`` references."""
+    """Parse a reply made by :func:`encode`; ``modules`` resolve ``$param`` references.
+
+    Every byte comes from the student's process: anything but a well-formed reply is a
+    :class:`DecodeError`, and nothing in it can run code.
+
+    >>> decode(encode([1, float("inf")], extra={"missing": False}))
+    {'value': [1, inf], 'missing': False}
+    >>> forged = b'{"value": {"$pickle": "gASV..."}}'
+    >>> decode(len(forged).to_bytes(8, "little") + forged)
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.codec.DecodeError: unknown tag '$pickle'
+    """
     if len(data) > max_bytes:
         raise DecodeError(f"the reply is {len(data)} bytes, over the limit of {max_bytes}")
     if len(data) < 8:

@@ -32,6 +32,10 @@ student's rows and jobs), a runner (:mod:`~ftlab.grading.runners`: threads or Da
 that runs the jobs (:mod:`~ftlab.grading.jobs`), and :func:`finish`, the only writer of
 the real gradebook (:mod:`~ftlab.grading.gradebook`).
 
+The examples below run on a small course of their own (``_example_course(folder)``:
+the assignment ``ps1_parameters``, its notebook ``count_params`` with the 2-point check
+``check_count``, and alice's submission); nothing in them starts nbgrader or a kernel.
+
 A submission already graded completely, with the same files, instructor sources,
 config and options, is not graded again (``--force`` does). With ``--scheduler`` each
 submission is a task on a Dask cluster (``dask.distributed``: a DaskHub/Dask Gateway
@@ -97,14 +101,52 @@ __all__ = [
     "grade_class",
     "default_wall_clock",
     "main",
+    "check_nbgrader_args",
+    "fingerprint",
+    "write_report",
+    "update_report",
+    "build_parser",
+    "run_cli",
 ]
 
 STAMP = ".ftlab-grade.json"  # in autograded/<student>/<assignment>/: what the last complete grading was of
 
 
+def _example_course(folder: str | Path) -> Path:
+    """For the examples: a course in ``folder`` with the assignment ``ps1_parameters``; its root.
+
+    The gradebook is :mod:`.gradebook`'s example (the notebook ``count_params``: the answer
+    cell ``count_params`` and the 2-point check ``check_count``; alice has submitted); the
+    source notebook holds the instructor's answer and the check, with a hidden test; alice's
+    submission answers 10.
+    """
+    root = Path(folder)
+    (root / "nbgrader_config.py").write_text("c = get_config()\n")
+    gradebook._example(root).close()
+    cell = nbformat.v4.new_code_cell
+    answer = cell("", metadata={"nbgrader": {"grade_id": "count_params", "solution": True, "grade": False}})
+    test = '"""count_params counts every parameter."""\nassert count_params(model) == 12\n'
+    hidden = "### BEGIN HIDDEN TESTS\nassert count_params(other) == 6\n### END HIDDEN TESTS"
+    meta = {"grade_id": "check_count", "grade": True, "solution": False, "locked": True, "points": 2}
+    check = cell(test + hidden, metadata={"nbgrader": meta})
+    check.metadata.nbgrader["checksum"] = compute_checksum(check)
+    for where, returns in [("source", 12), ("submitted/alice", 10)]:
+        answer.source = f"def count_params(model):\n    return {returns}"
+        (root / where / "ps1_parameters").mkdir(parents=True)
+        notebook = nbformat.v4.new_notebook(cells=[answer, check])
+        nbformat.write(notebook, root / where / "ps1_parameters" / "count_params.ipynb")
+    return root
+
+
 @dataclass
 class NotebookResult:
-    """One row of the report: a student's notebook, how grading went, and the score."""
+    """One row of the report: a student's notebook, how grading went, and the score.
+
+    >>> row = NotebookResult("alice", "count_params", "errors", 1.0, 3.0, "bubblewrap")
+    >>> row.details += ["CheckFailed: count_params(model): 10, not 12 in check_count", "the metadata of ... was edited"]
+    >>> row.detail
+    'CheckFailed: count_params(model): 10, not 12 in check_count; the metadata of ... was edited'
+    """
 
     student: str
     notebook: str
@@ -163,7 +205,15 @@ def _read_outcome(nb: NotebookNode, result: NotebookResult) -> None:
 
 
 def default_wall_clock(root: Path, notebooks: list[str]) -> float:
-    """Seconds per student: each notebook's RobustExecute budget from the course config, plus 120 s."""
+    r"""Seconds per student: each notebook's RobustExecute budget from the course config, plus 120 s.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     config = 'c = get_config()\nc.RobustExecute.overrides = {"finetune": {"notebook_timeout": 900}}\n'
+    ...     _ = Path(root, "nbgrader_config.py").write_text(config)
+    ...     default_wall_clock(Path(root), ["count_params", "finetune"])  # (600 + 120) + (900 + 120)
+    1740.0
+    """
     config = _config(root)
     robust = config.get("RobustExecute", {})
     default = robust.get("notebook_timeout", RobustExecute.notebook_timeout.default_value)
@@ -191,7 +241,14 @@ _PASSABLE = {
 
 
 def check_nbgrader_args(args: list[str]) -> None:
-    """Raise ValueError for anything that is not a known ``--Class.trait=value`` setting."""
+    """Raise ValueError for anything that is not a known ``--Class.trait=value`` setting.
+
+    >>> check_nbgrader_args(["--Execute.timeout=30", "--SandboxedExecute.memory_mb=4096"])
+    >>> check_nbgrader_args(["--SandboxedExecute.memory=4096"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown option '--SandboxedExecute.memory=4096': SandboxedExecute has no setting 'memory'
+    """
     from . import executor
 
     classes = {"SandboxedExecute": executor.SandboxedExecute, "RobustExecute": executor.RobustExecute}
@@ -212,7 +269,17 @@ def check_nbgrader_args(args: list[str]) -> None:
 
 @dataclass
 class Course:
-    """What every job of one ``ftlab grade`` run shares: the course, the assignment's sources, the options."""
+    """What every job of one ``ftlab grade`` run shares: the course, the assignment's sources, the options.
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> course = open_course("ps1_parameters", root=_example_course(tmp.name))
+    >>> course.notebooks, course.submission("alice"), course.log_path.relative_to(course.root)
+    (['count_params'], 'submitted/alice/ps1_parameters', PosixPath('reports/ps1_parameters.log'))
+    >>> sorted(course.common)  # what each job's private course is made of
+    ['gradebook.db', 'nbgrader_config.py', 'source/ps1_parameters/count_params.ipynb']
+    >>> tmp.cleanup()
+    """
 
     root: Path
     assignment: str
@@ -253,7 +320,19 @@ def open_course(
     nbgrader_args: list[str] | None = None,
     force: bool = False,
 ) -> Course:
-    """Check the course root and the options and read the assignment's sources; :class:`GradingError` if wrong."""
+    """Check the course root and the options and read the assignment's sources; :class:`GradingError` if wrong.
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> course = open_course("ps1_parameters", root=_example_course(tmp.name), fast=True)
+    >>> course.test_cells, course.wall_clock, course.env, course.isolation
+    ({'count_params': ['check_count']}, 720.0, {'FTLAB_FAST': '1'}, 'bubblewrap')
+    >>> open_course("ps2_layerwise_lr", root=tmp.name)
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.protocol.GradingError: no assignment 'ps2_layerwise_lr': run `nbgrader generate_assignment` first
+    >>> tmp.cleanup()
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
     nbgrader_args = list(nbgrader_args or [])
@@ -314,7 +393,14 @@ def open_course(
 
 @dataclass
 class Plan:
-    """One student's report rows and the nbgrader runs their submission needs (none if unchanged)."""
+    """One student's report rows and the nbgrader runs their submission needs (none if unchanged).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     plan = prepare(open_course("ps1_parameters", root=_example_course(tmp)), "bob")  # bob submitted nothing
+    >>> plan.jobs, plan.rows["count_params"].status, plan.rows["count_params"].details
+    ([], 'missing', ['not graded: no submission folder'])
+    """
 
     student: str
     rows: dict[str, NotebookResult]
@@ -323,7 +409,17 @@ class Plan:
 
 
 def fingerprint(course: Course, files: dict[str, bytes], left_out: list[str]) -> str:
-    """What a grade depends on: the accepted submission, the instructor's sources, the config and the options."""
+    """What a grade depends on: the accepted submission, the instructor's sources, the config and the options.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     course = open_course("ps1_parameters", root=_example_course(tmp))
+    >>> stamp = fingerprint(course, {"count_params.ipynb": b"{...}"}, [])
+    >>> stamp == fingerprint(course, {"count_params.ipynb": b"{...}"}, []), len(stamp)
+    (True, 64)
+    >>> stamp == fingerprint(course, {"count_params.ipynb": b"{...}"}, ["data.csv: a symbolic link"])
+    False
+    """
     digest = hashlib.sha256()
     for rel, data in sorted({**files, **course.common}.items()):
         if rel != "gradebook.db":
@@ -348,7 +444,14 @@ def _unchanged(course: Course, plan: Plan) -> bool:
 
 
 def prepare(course: Course, student: str) -> Plan:
-    """Read one submission safely and plan its grading: report rows, and the jobs to run."""
+    """Read one submission safely and plan its grading: report rows, and the jobs to run.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     plan = prepare(open_course("ps1_parameters", root=_example_course(tmp)), "alice")
+    >>> [(job.student, job.notebooks, job.pattern, sorted(job.files)) for job in plan.jobs]
+    [('alice', ['count_params'], '*', ['submitted/alice/ps1_parameters/count_params.ipynb'])]
+    """
     rows = {name: NotebookResult(student, name, sandbox=course.isolation) for name in course.notebooks}
     intake = read_submission(course.root, course.submission(student), course.notebooks, course.extra_files)
     plan = Plan(student, rows, [], fingerprint(course, intake.files, intake.left_out))
@@ -420,7 +523,18 @@ def _failed(course: Course, gb, row: NotebookResult, result: JobResult | None) -
 
 
 def finish(course: Course, plan: Plan, runs: list[tuple[Job, JobResult | None]], log=print) -> None:
-    """Merge one student's results into the real gradebook -- the only place it is written."""
+    """Merge one student's results into the real gradebook -- the only place it is written.
+
+    Here bob's plan, with no runs (he submitted nothing): 0 in the gradebook, and the row says why.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     course = open_course("ps1_parameters", root=_example_course(tmp))
+    ...     (course.root / "reports").mkdir()
+    ...     plan = prepare(course, "bob")
+    ...     finish(course, plan, [])
+    checked bob: count_params missing 0/2
+    """
     from nbgrader.api import Gradebook
 
     rows, student = plan.rows, plan.student
@@ -477,6 +591,16 @@ REPORT_COLUMNS = ["assignment", "student", "notebook", "status", "score", "max_s
 
 
 def write_report(path: Path, assignment: str, rows: list[NotebookResult]) -> None:
+    """``reports/<assignment>.csv``: one row per student and notebook (what ``ftlab report`` reads back).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     rows = [NotebookResult("alice", "count_params", "graded", 2.0, 2.0)]
+    ...     write_report(Path(tmp, "ps1.csv"), "ps1_parameters", rows)
+    ...     print(Path(tmp, "ps1.csv").read_text(), end="")
+    assignment,student,notebook,status,score,max_score,sandbox,detail
+    ps1_parameters,alice,count_params,graded,2.0,2.0,,
+    """
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(REPORT_COLUMNS)
@@ -488,6 +612,16 @@ def update_report(path: Path, assignment: str, rows: list[NotebookResult]) -> No
     """Replace these students' rows in the report CSV, keeping everyone else's (the service grades one at a time).
 
     Written to a temporary file and renamed: ``ftlab report`` never reads half a file.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     report = Path(tmp, "ps1.csv")
+    ...     write_report(report, "ps1", [NotebookResult(student, "count_params") for student in ("alice", "bob")])
+    ...     update_report(report, "ps1", [NotebookResult("bob", "count_params", "errors", 1.0, 2.0)])
+    ...     print(report.read_text(), end="")
+    assignment,student,notebook,status,score,max_score,sandbox,detail
+    ps1,alice,count_params,graded,0.0,0.0,,
+    ps1,bob,count_params,errors,1.0,2.0,,
     """
     students = {r.student for r in rows}
     kept: list[list[str]] = []
@@ -533,6 +667,17 @@ def grade_class(
     again unless ``force``. Writes ``report`` (default ``reports/<assignment>.csv``).
     Raises :class:`GradingError` when the run cannot start, or stopped early (the
     report of what was graded is written first).
+
+    Here carol's folder holds no notebook, so nothing runs (hence no sandbox is needed):
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     root = _example_course(tmp)
+    ...     (root / "submitted" / "carol" / "ps1_parameters").mkdir(parents=True)
+    ...     [row] = grade_class("ps1_parameters", root=root, students=["c*"], sandbox=False)
+    checked carol: count_params missing 0/2
+    >>> row.status, row.score, row.max_score, row.detail
+    ('missing', 0.0, 2.0, 'no such notebook submitted; nbgrader gives 0')
     """
     local = LocalRunner(jobs)  # checks jobs even when a cluster grades
     runner = local if scheduler is None else DaskRunner(scheduler)
@@ -582,6 +727,12 @@ def grade_class(
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``ftlab grade``'s options; nbgrader's ``--Class.trait=value`` settings are left over for nbgrader.
+
+    >>> args, extra = build_parser().parse_known_args(["ps5_finetune", "--fast", "--jobs=2", "--Execute.timeout=600"])
+    >>> args.assignment, args.fast, args.jobs, args.student, extra
+    ('ps5_finetune', True, 2, None, ['--Execute.timeout=600'])
+    """
     parser = parser or argparse.ArgumentParser(prog="ftlab grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("assignment")
     parser.add_argument("--root", default=".", help="course root (default: current directory)")
@@ -599,6 +750,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run_cli(args: argparse.Namespace, extra: list[str]) -> int:
+    """Grade the class and print the report; 2 (and why, on stderr) when the run cannot start.
+
+    >>> import contextlib
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     run_cli(build_parser().parse_args(["ps1_parameters", "--no-sandbox"]), ["--SandboxedExecute.memory=4096"])
+    ftlab grade: error: unknown option '--SandboxedExecute.memory=4096': SandboxedExecute has no setting 'memory'
+    2
+    """
     try:
         results = grade_class(
             args.assignment,
@@ -627,6 +786,14 @@ def run_cli(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m ftlab.grading.driver``: ``ftlab grade``'s command line.
+
+    >>> import contextlib
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     main(["ps1_parameters", "--jobs", "0"])
+    ftlab grade: error: jobs must be a positive integer, got 0
+    2
+    """
     args, extra = build_parser().parse_known_args(argv)
     return run_cli(args, extra)
 

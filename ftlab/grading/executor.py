@@ -60,6 +60,14 @@ class RobustExecute(Execute):
       -- an unrun test cell would otherwise score full marks.
     * ``overrides`` sets ``timeout`` (per cell) and ``notebook_timeout`` per notebook
       name, e.g. ``{"finetune": {"timeout": 600, "notebook_timeout": 900}}``.
+
+    A misspelt override stops grading before any kernel starts:
+
+    >>> execute = RobustExecute(notebook_timeout=900, overrides={"finetune": {"time_limit": 600}})
+    >>> execute.preprocess(nbformat.v4.new_notebook(), {"nbgrader": {"notebook": "finetune"}})
+    Traceback (most recent call last):
+    ...
+    ValueError: RobustExecute.overrides['finetune'] has unknown keys ['time_limit']
     """
 
     notebook_timeout = Integer(
@@ -150,7 +158,18 @@ def _guard_names(sources: list[str]) -> list[str]:
 
 
 class SandboxedExecute(RobustExecute):
-    """Student cells in a sandboxed kernel, test cells (hidden tests included) in the grader."""
+    """Student cells in a sandboxed kernel, test cells (hidden tests included) in the grader.
+
+    Configured as nbgrader's other preprocessors are (``nbgrader_config.py``, or
+    ``ftlab grade ... --SandboxedExecute.memory_mb=4096``); constructing one starts nothing:
+
+    >>> from traitlets.config import Config
+    >>> c = Config()
+    >>> c.SandboxedExecute.memory_mb, c.Execute.timeout = 4096, 60
+    >>> execute = SandboxedExecute(config=c)
+    >>> execute.memory_mb, execute.timeout, execute.kernel_manager_class.__name__, execute.shutdown_kernel
+    (4096, 60, 'SandboxKernelManager', 'immediate')
+    """
 
     sandbox = Bool(True, help="Run the student's kernel in a bubblewrap sandbox (False: no isolation).").tag(
         config=True

@@ -34,6 +34,9 @@ __all__ = [
     "summary_markdown",
     "FeedbackSummary",
     "SUMMARY_TAG",
+    "check_title",
+    "first_error",
+    "HiddenChecksPassFail",
 ]
 
 SUMMARY_TAG = "ftlab-feedback-summary"  # the inserted cell's tag: inserted once, however often feedback is made
@@ -41,7 +44,14 @@ SUMMARY_TAG = "ftlab-feedback-summary"  # the inserted cell's tag: inserted once
 
 @dataclass
 class Outcome:
-    """One graded cell: a check (autograded) or a written answer (graded by hand)."""
+    """One graded cell: a check (autograded) or a written answer (graded by hand).
+
+    >>> o = Outcome("check_count", "count_params counts every parameter.", 0.0, 2.0, "CheckFailed: 10, not 12")
+    >>> o.failed, o.policy
+    (True, False)
+    >>> Outcome("explain_freezing", "", None, 2.0, by_hand=True).failed  # a person has yet to grade it
+    False
+    """
 
     grade_id: str
     title: str  # the check's docstring (its first paragraph), or "" for a written answer
@@ -64,7 +74,13 @@ def _meta(cell: NotebookNode) -> dict:
 
 
 def check_title(source: str) -> str:
-    """A test cell's docstring, first paragraph on one line ("" when it has none or does not parse)."""
+    r"""A test cell's docstring, first paragraph on one line ("" when it has none or does not parse).
+
+    >>> check_title("'''softmax(z): each row\n   sums to 1.\n\nHidden inputs: random logits.'''\nexpect(True, '')")
+    'softmax(z): each row sums to 1.'
+    >>> check_title("expect(")
+    ''
+    """
     try:
         doc = ast.get_docstring(ast.parse(source)) or ""
     except SyntaxError:
@@ -73,7 +89,16 @@ def check_title(source: str) -> str:
 
 
 def first_error(cell: NotebookNode) -> str:
-    """``Name: message`` of a cell's first error output, "" when it has none."""
+    """``Name: message`` of a cell's first error output, "" when it has none.
+
+    >>> cell = nbformat.v4.new_code_cell("expect_equal(count_params(model), 12)")
+    >>> cell.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="count_params: 10, not 12")]
+    >>> first_error(cell)
+    'CheckFailed: count_params: 10, not 12'
+    >>> cell.outputs = [nbformat.v4.new_output("error", ename="NotImplementedError", evalue="")]
+    >>> first_error(cell)
+    'NotImplementedError (not answered yet)'
+    """
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
             value = str(out.get("evalue", "")).strip().rstrip(":").strip()
@@ -83,10 +108,17 @@ def first_error(cell: NotebookNode) -> str:
 
 
 def outcomes(nb: NotebookNode, scores: dict[str, tuple[float | None, float]] | None = None) -> list[Outcome]:
-    """The graded cells of ``nb`` in notebook order.
+    r"""The graded cells of ``nb`` in notebook order.
 
     ``scores`` maps a grade id to (score, points); without it, the scores ``GetGrades``
     wrote into the cells' metadata are used.
+
+    >>> check = nbformat.v4.new_code_cell("'''count_params counts every parameter.'''\nexpect(False, '10, not 12')")
+    >>> check.metadata.nbgrader = {"grade": True, "grade_id": "check_count", "points": 2, "score": 0}
+    >>> check.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="10, not 12")]
+    >>> [o] = outcomes(nbformat.v4.new_notebook(cells=[check]))
+    >>> o.title, o.score, o.points, o.message
+    ('count_params counts every parameter.', 0, 2.0, 'CheckFailed: 10, not 12')
     """
     found = []
     for cell in nb.cells:
@@ -102,18 +134,37 @@ def outcomes(nb: NotebookNode, scores: dict[str, tuple[float | None, float]] | N
 
 
 def fix_first(found: list[Outcome]) -> list[Outcome]:
-    """The failed checks to work on, in order: what the own-work policy set to 0 first, then notebook order."""
+    """The failed checks to work on, in order: what the own-work policy set to 0 first, then notebook order.
+
+    >>> found = [
+    ...     Outcome("check_count", "", 2.0, 2.0),
+    ...     Outcome("check_softmax", "", 0.0, 3.0, "CheckFailed: softmax(z): rows do not sum to 1"),
+    ...     Outcome("check_lrs", "", 0.0, 1.0, "PolicyViolation: cell 5, line 2: uses layerwise_lrs"),
+    ... ]
+    >>> [o.grade_id for o in fix_first(found)]
+    ['check_lrs', 'check_softmax']
+    """
     failed = [o for o in found if o.failed]
     return [o for o in failed if o.policy] + [o for o in failed if not o.policy]
 
 
 def totals(found: list[Outcome]) -> tuple[float, float]:
-    """(points earned, points possible) over every graded cell."""
+    """(points earned, points possible) over every graded cell.
+
+    >>> totals([Outcome("check_count", "", 2.0, 2.0), Outcome("explain", "", None, 3.0, by_hand=True)])
+    (2.0, 5.0)
+    """
     return sum(o.score or 0 for o in found), sum(o.points for o in found)
 
 
 def state_of(o: Outcome) -> str:
-    """One word or three for a graded cell: passed, failed, policy, graded by a person."""
+    """One word or three for a graded cell: passed, failed, policy, graded by a person.
+
+    >>> state_of(Outcome("check_count", "", 2.0, 2.0))
+    'passed'
+    >>> state_of(Outcome("check_lrs", "", 0.0, 1.0, "PolicyViolation: uses layerwise_lrs"))
+    'not your own work (policy)'
+    """
     if o.by_hand:
         return "graded by a person"
     return "passed" if not o.failed else ("not your own work (policy)" if o.policy else "failed")
@@ -124,7 +175,21 @@ def _cell(text: str) -> str:
 
 
 def summary_markdown(found: list[Outcome]) -> str:
-    """The summary at the top of a feedback notebook: total, points per question, what to fix first."""
+    r"""The summary at the top of a feedback notebook: total, points per question, what to fix first.
+
+    >>> found = [Outcome("check_count", "", 2.0, 2.0), Outcome("check_softmax", "", 0.0, 3.0, "CheckFailed: a | b")]
+    >>> print(summary_markdown(found))
+    ## Your result: 2 / 5 points
+    <BLANKLINE>
+    | question | points | possible | |
+    |---|---:|---:|---|
+    | `check_count` | 2 | 2 | passed |
+    | `check_softmax` | 0 | 3 | failed |
+    <BLANKLINE>
+    ### What to fix first
+    <BLANKLINE>
+    1. `check_softmax` (3 points): CheckFailed: a \| b
+    """
     got, possible = totals(found)
     lines = [
         f"## Your result: {got:g} / {possible:g} points",
@@ -150,6 +215,12 @@ class FeedbackSummary(NbGraderPreprocessor):
 
     nbgrader's feedback shows scores next to each cell but no overview; a student with
     a 40-cell notebook should not have to hunt for the one check that failed.
+
+    >>> check = nbformat.v4.new_code_cell("expect(True, '')")
+    >>> check.metadata.nbgrader = {"grade": True, "grade_id": "check_count", "points": 2, "score": 2}
+    >>> nb, _ = FeedbackSummary().preprocess(nbformat.v4.new_notebook(cells=[check]), {})
+    >>> nb.cells[0].source.splitlines()[0], nb.cells[0].metadata.tags
+    ('## Your result: 2 / 2 points', ['ftlab-feedback-summary'])
     """
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
@@ -164,13 +235,21 @@ HIDDEN_MARK = "### BEGIN HIDDEN TESTS"
 
 
 class HiddenChecksPassFail(NbGraderPreprocessor):
-    """In feedback, a test cell with hidden checks shows only "passed" or "failed: <message>".
+    r"""In feedback, a test cell with hidden checks shows only "passed" or "failed: <message>".
 
     ``ClearHiddenTests`` removes the hidden tests' source, but not the cell's outputs: an
     error's traceback quotes the failing line -- the hidden test itself, expected values
     included. The check's message (:mod:`.checks`: with ``hidden=True`` it names what
     failed, never the values) is what the student may see. Put it before
     ``ClearHiddenTests`` (which removes the marker it looks for); ``ftlab serve`` does.
+
+    >>> check = nbformat.v4.new_code_cell("### BEGIN HIDDEN TESTS\nexpect_close(softmax(z), want, hidden=True)")
+    >>> check.metadata.nbgrader = {"grade": True, "grade_id": "check_softmax", "points": 3, "score": 0}
+    >>> check.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="softmax: 2 of 2 values differ",
+    ...                                         traceback=["expect_close(softmax(z), torch.tensor([0.515, 0.485]))"])]
+    >>> nb, _ = HiddenChecksPassFail().preprocess(nbformat.v4.new_notebook(cells=[check]), {})
+    >>> nb.cells[0].outputs[0].text
+    'failed: CheckFailed: softmax: 2 of 2 values differ\n'
     """
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:

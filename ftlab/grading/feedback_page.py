@@ -43,7 +43,14 @@ pre.out{background:#fff;border:1px dashed #ccd} pre.err{background:#fdf3f2;borde
 
 @dataclass
 class Page:
-    """What the page says besides the notebook: where it came from and how it was graded."""
+    """What the page says besides the notebook: where it came from and how it was graded.
+
+    >>> import nbformat
+    >>> page = Page("Feedback on count_params.ipynb", [Outcome("check_count", "", 2.0, 2.0)], ["Visible checks only."])
+    >>> text = render(page, nbformat.v4.new_notebook())
+    >>> '<div class="note">Visible checks only.</div>' in text, '<p class="total">2 / 2 points</p>' in text
+    (True, True)
+    """
 
     title: str
     outcomes: list[Outcome]
@@ -150,7 +157,20 @@ def _summary(page: Page) -> str:
 
 
 def render(page: Page, nb: NotebookNode) -> str:
-    """The whole page: summary on top, then the notebook with each check's verdict in place."""
+    """The whole page: summary on top, then the notebook with each check's verdict in place.
+
+    A check shows its verdict, never its code; the student's own cells are escaped.
+
+    >>> import nbformat
+    >>> answer = nbformat.v4.new_code_cell("print('<script>')")
+    >>> answer.metadata.nbgrader = {"solution": True, "grade_id": "count_params"}
+    >>> check = nbformat.v4.new_code_cell("expect_equal(count_params(model), 12)")
+    >>> check.metadata.nbgrader = {"grade": True, "grade_id": "check_count"}
+    >>> page = Page("Feedback", [Outcome("check_count", "Counts parameters.", 0.0, 2.0, "CheckFailed: 10, not 12")])
+    >>> text = render(page, nbformat.v4.new_notebook(cells=[answer, check]))
+    >>> "print(&#x27;&lt;script&gt;&#x27;)" in text, "CheckFailed: 10, not 12" in text, "expect_equal" in text
+    (True, True, False)
+    """
     notes = "".join(f'<div class="note">{_esc(n)}</div>' for n in page.notes)
     by_id = {o.grade_id: o for o in page.outcomes}
     return (

@@ -35,11 +35,19 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Forbidden", "forbid", "forbid_in_notebook", "install", "active_names"]
+__all__ = ["Forbidden", "forbid", "forbid_in_notebook", "install", "active_names", "activate", "deactivate"]
 
 
 class Forbidden(RuntimeError):
-    """Raised by a library function the exercise asks the student to write themselves."""
+    """Raised by a library function the exercise asks the student to write themselves.
+
+    >>> import ftlab
+    >>> with forbid("ftlab.layerwise_lrs"):
+    ...     ftlab.layerwise_lrs(1e-3, 0.1, 4)
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.guards.Forbidden: ftlab.optim.layerwise_lrs is not available in this exercise: compute it yourself
+    """
 
 
 _originals: dict[str, Callable] = {}  # guard key -> the original callable
@@ -75,7 +83,20 @@ _GUARD_SOURCE = "def {name}(*args, **kwargs):\n    return __ftlab_forbid_dispatc
 
 
 def install(name: str) -> str:
-    """Guard the function called ``name`` (idempotent); return its guard key."""
+    """Guard the function called ``name`` (idempotent); return its guard key.
+
+    A guard does nothing until a :func:`forbid` block (or :func:`activate`) switches it on.
+
+    >>> install("ftlab.layerwise_lrs")  # the key: where the function is defined
+    'ftlab.optim.layerwise_lrs'
+    >>> import ftlab
+    >>> ftlab.layerwise_lrs(1e-3, 0.5, 2)
+    [0.0005, 0.001]
+    >>> install("math.pi")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot forbid 'math.pi': it is a float, not a function
+    """
     if name in _keys:
         return _keys[name]
     owner, attr, obj = _resolve(name)
@@ -118,7 +139,14 @@ def _collecting() -> Iterator[None]:
 
 
 def active_names() -> list[str]:
-    """In the grader: the names every enclosing forbid block holds, to send with a call into the kernel."""
+    """In the grader: the names every enclosing forbid block holds, to send with a call into the kernel.
+
+    >>> with _collecting(), forbid("torch.softmax"), forbid("ftlab.count_parameters"):  # as in a grader session
+    ...     active_names()
+    ['ftlab.count_parameters', 'torch.softmax']
+    >>> active_names()
+    []
+    """
     return sorted({n for names in (_grader or []) for n in names})
 
 
@@ -162,7 +190,16 @@ def forbid(*names: str) -> Iterator[None]:
 
 
 def forbid_in_notebook(*names: str) -> None:
-    """From here on, for the rest of the notebook, the named functions raise :class:`Forbidden`."""
+    """From here on, for the rest of the notebook, the named functions raise :class:`Forbidden`.
+
+    >>> import ftlab
+    >>> forbid_in_notebook("ftlab.layerwise_lrs")
+    >>> ftlab.layerwise_lrs(1e-3, 0.5, 2)
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.guards.Forbidden: ftlab.optim.layerwise_lrs is not available in this exercise: compute it yourself
+    >>> deactivate(["ftlab.optim.layerwise_lrs"])  # (a notebook never does; the example cleans up)
+    """
     names = _check(names)
     if _grader is not None:
         _grader.insert(0, names)  # stays for the whole grading session
@@ -172,7 +209,18 @@ def forbid_in_notebook(*names: str) -> None:
 
 
 def activate(names: Iterable[str]) -> list[str]:
-    """Kernel side of a check: switch the guards for ``names`` on; return the keys to pass to deactivate."""
+    """Kernel side of a check: switch the guards for ``names`` on; return the keys to pass to deactivate.
+
+    >>> import ftlab
+    >>> keys = activate(["ftlab.layerwise_lrs"])  # the names a check's request carries
+    >>> ftlab.layerwise_lrs(1e-3, 0.5, 2)
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.guards.Forbidden: ftlab.optim.layerwise_lrs is not available in this exercise: compute it yourself
+    >>> deactivate(keys)
+    >>> ftlab.layerwise_lrs(1e-3, 0.5, 2)
+    [0.0005, 0.001]
+    """
     keys = [install(n) for n in names]
     for key in keys:
         _active[key] = _active.get(key, 0) + 1
@@ -180,5 +228,14 @@ def activate(names: Iterable[str]) -> list[str]:
 
 
 def deactivate(keys: Iterable[str]) -> None:
+    """Kernel side, after the call: switch off what :func:`activate` switched on (never below zero).
+
+    >>> import ftlab
+    >>> keys = activate(["ftlab.layerwise_lrs"])
+    >>> deactivate(keys)
+    >>> deactivate(keys)  # once too often: still off, and a later forbid block still works
+    >>> ftlab.layerwise_lrs(1e-3, 0.5, 2)
+    [0.0005, 0.001]
+    """
     for key in keys:
         _active[key] = max(0, _active.get(key, 0) - 1)

@@ -7,7 +7,8 @@ Everything a student hands in is read here, once, before anything else looks at 
   a device, a FIFO or a socket is left out and named in the report;
 * files are opened **without following links** (``O_NOFOLLOW``, every folder on the
   way opened relative to its parent with ``O_NOFOLLOW | O_DIRECTORY``) and re-checked
-  on the open file, so a link swapped in after the check is not followed either;
+  on the open file, so a link swapped in after the check is not followed either
+  (:func:`~.safefile.read_regular_file`);
 * only the assignment's notebooks and the extra files its source declares are taken,
   each under a size cap;
 * a notebook's nbgrader metadata is the instructor's, not the student's
@@ -22,7 +23,6 @@ copies the exchange with ``copytree``, which follows links).
 from __future__ import annotations
 
 import copy
-import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -30,6 +30,8 @@ from pathlib import Path
 
 from nbformat.notebooknode import NotebookNode
 from nbgrader.exchange.default.collect import ExchangeCollect
+
+from .safefile import _DIR, UnsafeFile, _describe, _open_dir, read_regular_file
 
 __all__ = [
     "Intake",
@@ -41,101 +43,20 @@ __all__ = [
     "SafeExchangeCollect",
     "MAX_NOTEBOOK_BYTES",
     "MAX_FILE_BYTES",
+    "collect",
 ]
 
 MAX_NOTEBOOK_BYTES = 32 << 20  # a notebook of answers is kilobytes; outputs with figures a few MiB
 MAX_FILE_BYTES = 64 << 20  # an extra file the assignment declares (data, a saved model)
 
-_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-_DIR = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
-
-
-class UnsafeFile(OSError):
-    """A path that is not a regular single-link file reached without links, or is too large."""
-
-
-def _describe(mode: int) -> str:
-    for test, what in (
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-    ):
-        if test(mode):
-            return what
-    return "not a regular file"
-
-
-def _open_dir(parts: list[str], dir_fd: int | None) -> int:
-    """Open the folders ``parts`` one by one below ``dir_fd``, never through a link."""
-    fd = dir_fd
-    opened: list[int] = []
-    try:
-        for part in parts:
-            if part in ("", ".", "..") or "/" in part:
-                raise UnsafeFile(errno.EINVAL, f"{part!r} is not a plain folder name")
-            try:
-                fd = os.open(part, _DIR, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise UnsafeFile(exc.errno, f"{part} is a link or not a folder") from None
-                raise
-            opened.append(fd)
-        return os.dup(fd) if fd is not None else os.open(".", _DIR)
-    finally:
-        for f in opened:
-            os.close(f)
-
-
-def read_regular_file(path: str | Path, max_bytes: int, dir_fd: int | None = None) -> bytes:
-    """The bytes of ``path`` if it is a regular file with one link, reached without following any link.
-
-    ``path`` is relative to ``dir_fd`` when given. Raises :class:`UnsafeFile` (saying why)
-    for a link, a hard link, anything that is not a regular file, or more than ``max_bytes``.
-    """
-    parts = Path(path).parts
-    if not parts or Path(path).is_absolute():
-        raise UnsafeFile(errno.EINVAL, f"{str(path)!r} is not a relative path")
-    dir_fd_owned = _open_dir(list(parts[:-1]), dir_fd)
-    name = parts[-1]
-    try:
-        info = os.lstat(name, dir_fd=dir_fd_owned)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFile(errno.EINVAL, f"{name} is {_describe(info.st_mode)}")
-        fd = os.open(name, _NOFOLLOW, dir_fd=dir_fd_owned)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP and not isinstance(exc, UnsafeFile):  # swapped for a link after the lstat
-            raise UnsafeFile(exc.errno, f"{name} is a symbolic link") from None
-        raise
-    finally:
-        os.close(dir_fd_owned)
-    try:
-        info = os.fstat(fd)  # the file actually opened: a link swapped in after the lstat is caught here
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFile(errno.EINVAL, f"{name} is {_describe(info.st_mode)}")
-        if info.st_nlink != 1:
-            raise UnsafeFile(errno.EMLINK, f"{name} is a hard link ({info.st_nlink} names for one file)")
-        if info.st_size > max_bytes:
-            raise UnsafeFile(errno.EFBIG, f"{name} is {info.st_size:,} bytes, over the limit of {max_bytes:,}")
-        # A regular file comes whole from one read, into one buffer (no chunks joined into a second copy).
-        data = os.read(fd, info.st_size + 1)
-        while len(data) <= max_bytes:
-            more = os.read(fd, max_bytes + 1 - len(data))
-            if not more:
-                break
-            data += more  # a short read: rare
-        if len(data) > max_bytes:  # it grew while we read it
-            raise UnsafeFile(errno.EFBIG, f"{name} is over the limit of {max_bytes:,} bytes")
-        return data
-    finally:
-        os.close(fd)
-
 
 @dataclass
 class Intake:
-    """What was accepted from one submission folder, and what was left out (and why)."""
+    """What was accepted from one submission folder, and what was left out (and why).
+
+    >>> Intake({"count_params.ipynb": b"{}"}, ["data.csv: a symbolic link"]).notes()
+    ['left out data.csv: a symbolic link']
+    """
 
     files: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes
     left_out: list[str] = field(default_factory=list)  # "name: why", for the report
@@ -188,6 +109,18 @@ def read_submission(
     student's folder is refused as a whole. Files that are not asked
     for are ignored; asked-for files that are links, hard links or special files are
     left out and named.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as course:
+    ...     folder = Path(course, "submitted/alice/ps1_parameters")
+    ...     folder.mkdir(parents=True)
+    ...     _ = (folder / "count_params.ipynb").write_text("{}")
+    ...     (folder / "solution.ipynb").symlink_to("/course/source/ps1_parameters/count_params.ipynb")
+    ...     Path(course, "submitted/mallory").symlink_to(folder.parent)  # another student's work
+    ...     print(read_submission(course, "submitted/alice/ps1_parameters", ["count_params"]))
+    ...     print(read_submission(course, "submitted/mallory/ps1_parameters", ["count_params"]).problem)
+    Intake(files={'count_params.ipynb': b'{}'}, left_out=['solution.ipynb: a symbolic link'], problem=None)
+    the submission folder cannot be read safely: mallory is a link or not a folder
     """
     intake = Intake()
     try:
@@ -242,6 +175,19 @@ def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str
     back by nbgrader itself); a second cell with the same id, or an id the source does
     not have, becomes an ordinary cell of the student's. Cells the student deleted are
     re-added by nbgrader (``OverwriteCells.add_missing_cells``).
+
+    >>> import nbformat
+    >>> source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("expect_equal(count_params(m), 12)")])
+    >>> source.cells[0].metadata.nbgrader = {"grade": True, "grade_id": "check_count", "points": 2, "locked": True}
+    >>> nb = copy.deepcopy(source)
+    >>> nb.cells[0].metadata.nbgrader["points"] = 100
+    >>> nb.cells.append(nbformat.v4.new_code_cell("pass", metadata={"nbgrader": {"grade": True, "grade_id": "bonus"}}))
+    >>> for note in restore_instructor_cells(nb, source):
+    ...     print(note)
+    the metadata of check_count was edited (points); the instructor's was used
+    cell 'bonus' is marked for grading but is not one of the instructor's cells; graded as ordinary code
+    >>> nb.cells[0].metadata.nbgrader["points"], "nbgrader" in nb.cells[1].metadata
+    (2, False)
     """
     by_id = {_meta(c).get("grade_id"): c for c in source.cells if _meta(c).get("grade_id")}
     notes: list[str] = []
@@ -276,8 +222,19 @@ def restore_instructor_cells(nb: NotebookNode, source: NotebookNode) -> list[str
 def copy_tree_safely(src: str | Path, dest: str | Path, max_file_bytes: int = MAX_FILE_BYTES, log=None) -> list[str]:
     """Copy the regular single-link files below ``src`` to ``dest``; return what was left out and why.
 
-    ``src``'s last component (the student's folder in the exchange) must not be a link. Nothing is followed: links, hard links, devices and
-    FIFOs are skipped, and so are files over ``max_file_bytes``.
+    ``src``'s last component (the student's folder in the exchange) must not be a link. Nothing is followed:
+    links, hard links, devices and FIFOs are skipped, and so are files over ``max_file_bytes``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     src = Path(tmp, "inbound", "alice+ps1_parameters+2024-05-01 12:00:00 UTC")
+    ...     src.mkdir(parents=True)
+    ...     _ = (src / "count_params.ipynb").write_text("{}")
+    ...     (src / "notes.txt").symlink_to("/home/instructor/solutions.txt")
+    ...     print(copy_tree_safely(src, Path(tmp, "submitted", "alice")))
+    ...     print(sorted(p.name for p in Path(tmp, "submitted", "alice").iterdir()))
+    ['notes.txt: notes.txt is a symbolic link']
+    ['count_params.ipynb']
     """
     src, dest = Path(src).absolute(), Path(dest)
     skipped: list[str] = []
@@ -309,6 +266,16 @@ class SafeExchangeCollect(ExchangeCollect):
 
     Selected in ``nbgrader_config.py`` with
     ``c.ExchangeFactory.collect = "ftlab.grading.intake.SafeExchangeCollect"``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     src = Path(tmp, "alice+ps1_parameters+2024-05-01 12:00:00 UTC")
+    ...     src.mkdir()
+    ...     _ = (src / "count_params.ipynb").write_text("{}")
+    ...     (src / "gradebook.db").symlink_to("/course/gradebook.db")
+    ...     SafeExchangeCollect().do_copy(src, Path(tmp, "alice"))  # the link: a warning in nbgrader's log
+    ...     sorted(p.name for p in Path(tmp, "alice").iterdir())
+    ['count_params.ipynb']
     """
 
     def do_copy(self, src, dest, log=None):
@@ -322,7 +289,17 @@ class SafeExchangeCollect(ExchangeCollect):
 
 
 def collect(assignment: str, nbgrader_args: list[str] = ()) -> int:
-    """``ftlab collect ASSIGNMENT``: ``nbgrader collect`` with :class:`SafeExchangeCollect`, whatever the config says."""
+    """``ftlab collect ASSIGNMENT``: ``nbgrader collect`` with :class:`SafeExchangeCollect`, whatever the config says.
+
+    The exit status is nbgrader's. The command it runs (here without running it):
+
+    >>> from unittest import mock
+    >>> with mock.patch("subprocess.call", return_value=0) as call:
+    ...     collect("ps1_parameters", ["--update"])
+    0
+    >>> print(*call.call_args.args[0][1:])
+    -m nbgrader collect ps1_parameters --update --ExchangeFactory.collect=ftlab.grading.intake.SafeExchangeCollect
+    """
     import subprocess
     import sys
 

@@ -40,7 +40,20 @@ __all__ = ["main", "run_nbgrader_app"]
 
 
 def run_nbgrader_app(argv: list[str]) -> int:
-    """One nbgrader command in this process; its exit status. The application is reset after it."""
+    """One nbgrader command in this process; its exit status. The application is reset after it.
+
+    nbgrader's applications end a failed command with ``sys.exit(1)``; that becomes the
+    status. Here with a stand-in for nbgrader's application (the real one is not run):
+
+    >>> from unittest import mock
+    >>> app = mock.Mock(**{"start.side_effect": SystemExit(1)})
+    >>> nbgrader = mock.Mock(**{"NbGraderApp.instance.return_value": app})
+    >>> with mock.patch.dict("sys.modules", {"nbgrader.apps.nbgraderapp": nbgrader}):
+    ...     run_nbgrader_app(["autograde", "ps1_parameters", "--student=alice"])
+    1
+    >>> app.initialize.call_args.args, app.reset.called
+    ((['autograde', 'ps1_parameters', '--student=alice'],), True)
+    """
     from jupyter_core.application import NoStart
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
@@ -72,6 +85,21 @@ def _feedback(args: list[str], hidden: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The job's process: ``--stages FILE [--feedback pass-fail|as-graded] -- autograde ...``; autograde's status.
+
+    A command that is not ``-- autograde ASSIGNMENT ...`` (with ``--student=`` when it makes feedback) stops
+    before nbgrader is imported:
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     try:
+    ...         main(["--feedback", "pass-fail", "--", "autograde", "ps1_parameters"])
+    ...     except SystemExit as exc:
+    ...         print(exc.code)
+    2
+    >>> err.getvalue().splitlines()[-1]
+    "python -m ftlab.grading.jobproc: error: --feedback needs autograde's --student=STUDENT"
+    """
     parser = argparse.ArgumentParser(prog="python -m ftlab.grading.jobproc", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", help="file for this process's stage marks")
     parser.add_argument("--feedback", choices=HIDDEN_CHOICES, help="after autograde, make the student's feedback")

@@ -24,12 +24,22 @@ from pathlib import Path
 from . import stages
 from .protocol import GradingError
 
-__all__ = ["Job", "JobResult", "run_job", "course_files"]
+__all__ = ["Job", "JobResult", "run_job", "course_files", "kill_process_tree", "nbgrader_env", "run_nbgrader"]
 
 
 @dataclass
 class Job:
-    """One ``nbgrader autograde`` run; the hidden tests travel with it to the worker, never into the sandbox."""
+    """One ``nbgrader autograde`` run; the hidden tests travel with it to the worker, never into the sandbox.
+
+    >>> job = Job(
+    ...     "ps1_parameters", "alice", ["count_params"], "*",
+    ...     files={"submitted/alice/ps1_parameters/count_params.ipynb": b"{...}"},
+    ...     common={"nbgrader_config.py": b"...", "gradebook.db": b"..."},
+    ...     args=["--Execute.timeout=30"], env={"FTLAB_FAST": "1"}, wall_clock=720.0,
+    ... )
+    >>> job.student, job.pattern, job.feedback
+    ('alice', '*', None)
+    """
 
     assignment: str
     student: str
@@ -45,6 +55,13 @@ class Job:
 
 @dataclass
 class JobResult:
+    r"""What a job sends back: the exit status, its log, and the files it made (never the student's objects).
+
+    >>> result = JobResult.failed("the grading job failed: OSError(28, 'No space left on device')")
+    >>> result.rc, result.gradebook, result.log
+    (-1, None, "the grading job failed: OSError(28, 'No space left on device')\n")
+    """
+
     rc: int | None  # None: killed by the wall clock
     log: str
     gradebook: bytes | None  # the job's gradebook after a successful run
@@ -68,7 +85,16 @@ def _read_tree(folder: Path, prefix: str = "") -> dict[str, bytes]:
 
 
 def course_files(root: Path, assignment: str, source_dir: str) -> dict[str, bytes]:
-    """What every job of one assignment shares: the config, a gradebook snapshot and the instructor's sources."""
+    """What every job of one assignment shares: the config, a gradebook snapshot and the instructor's sources.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as course:
+    ...     for rel in ["nbgrader_config.py", "gradebook.db", "source/ps1_parameters/count_params.ipynb"]:
+    ...         Path(course, rel).parent.mkdir(parents=True, exist_ok=True)
+    ...         _ = Path(course, rel).write_bytes(b"...")
+    ...     sorted(course_files(Path(course), "ps1_parameters", "source"))
+    ['gradebook.db', 'nbgrader_config.py', 'source/ps1_parameters/count_params.ipynb']
+    """
     files = {"nbgrader_config.py": (root / "nbgrader_config.py").read_bytes()}
     files["gradebook.db"] = (root / "gradebook.db").read_bytes()
     files.update(_read_tree(root / source_dir / assignment, f"{source_dir}/{assignment}/"))
@@ -77,7 +103,12 @@ def course_files(root: Path, assignment: str, source_dir: str) -> dict[str, byte
 
 def kill_process_tree(pid: int) -> None:
     """Kill a job's process (a session leader), its process group and every process it started (kernels run in
-    sessions of their own)."""
+    sessions of their own).
+
+    A job that has ended already is no error (Linux numbers processes below 4194304, so none is 4194305):
+
+    >>> kill_process_tree(4194305)
+    """
     try:
         import psutil
 
@@ -107,14 +138,33 @@ def _die_with_parent() -> None:
 
 def nbgrader_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: this process's environment) with this interpreter's bin first on PATH: nbgrader
-    calls its own console scripts (alembic), which must come from the same environment."""
+    calls its own console scripts (alembic), which must come from the same environment.
+
+    >>> env = nbgrader_env({"PATH": "/usr/bin", "LANG": "C.UTF-8"})
+    >>> env["PATH"].split(os.pathsep) == [str(Path(sys.executable).parent), "/usr/bin"], env["LANG"]
+    (True, 'C.UTF-8')
+    """
     env = dict(os.environ if base is None else base)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
 def run_nbgrader(args: list[str], cwd: Path, timeout: float = 600) -> None:
-    """Run one nbgrader command to its end; a failure raises GradingError with the end of its output."""
+    """Run one nbgrader command to its end; a failure raises GradingError with the end of its output.
+
+    Here with ``subprocess.run`` replaced by a failed run (nothing is started):
+
+    >>> from unittest import mock
+    >>> failed = subprocess.CompletedProcess([], 1, "", "[GenerateAssignmentApp | ERROR] No notebooks were matched")
+    >>> with mock.patch("subprocess.run", return_value=failed) as run:
+    ...     run_nbgrader(["generate_assignment", "ps1_parameters"], Path("course"))
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.protocol.GradingError: nbgrader generate_assignment failed:
+    [GenerateAssignmentApp | ERROR] No notebooks were matched
+    >>> run.call_args.args[0][1:]
+    ['-m', 'nbgrader', 'generate_assignment', 'ps1_parameters']
+    """
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args],
         cwd=cwd,
@@ -156,6 +206,14 @@ def run_job(job: Job, common: dict[str, bytes] | None = None, warm: bool = False
     """Grade one job in a temporary course; ``common`` replaces ``job.common`` (sent to a worker once).
 
     ``warm``: fork the job's process from a process with its imports done (:mod:`.warm`), not a new interpreter.
+
+    A job's files are data: none may land outside the job's temporary course.
+
+    >>> job = Job("ps1_parameters", "alice", ["count_params"], "*", {"../../.bashrc": b"curl ... | sh"}, {}, [], {}, 60)
+    >>> run_job(job)
+    Traceback (most recent call last):
+    ...
+    ValueError: job file '../../.bashrc' is outside the job's course
     """
     with tempfile.TemporaryDirectory(prefix="ftlab-job-") as tmp:
         course = Path(tmp)

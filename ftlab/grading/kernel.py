@@ -69,7 +69,27 @@ def _error_reply(exc: BaseException, skip: int = 0, internal: bool = False) -> b
 
 
 def serve(request_path: str) -> None:
-    """Answer one request: ``get`` a name from the notebook, or ``call`` a function the student wrote."""
+    """Answer one request: ``get`` a name from the notebook, or ``call`` a function the student wrote.
+
+    Here outside a kernel: the notebook's namespace gets a function the student wrote,
+    and the display message that announces the reply is caught.
+
+    >>> import tempfile, torch
+    >>> from unittest import mock
+    >>> from ftlab.grading.codec import decode
+    >>> from ftlab.grading.protocol import Request
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> request = Request("call", "double", args=(21,), reply_path=f"{tmp.name}/reply")
+    >>> torch.save(request.to_dict(), f"{tmp.name}/request")  # what the grader writes
+    >>> notebook = mock.patch.dict(_user_namespace(), double=lambda x: 2 * x)
+    >>> with notebook, mock.patch("IPython.display.publish_display_data") as announce:
+    ...     serve(f"{tmp.name}/request")
+    >>> decode(Path(tmp.name, "reply").read_bytes())
+    {'value': 42, 'modules': []}
+    >>> announce.call_args.args[0]  # the reply's size, announced on the kernel's display channel
+    {'application/x-ftlab-grading-reply': {'size': ...}}
+    >>> tmp.cleanup()
+    """
     import torch
     from torch import nn
 
@@ -131,6 +151,20 @@ def _copy_submission(src: Path, dst: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The sandbox's kernel command: copy the submission's files, install the guards, become an IPython kernel.
+
+    Arguments after ``--`` go to ipykernel. Without a connection file it stops at once:
+
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     try:
+    ...         main(["--guard", "torch.softmax"])
+    ...     except SystemExit as exc:
+    ...         print(exc.code)
+    2
+    >>> err.getvalue().splitlines()[-1]
+    '...: error: the following arguments are required: -f'
+    """
     parser = argparse.ArgumentParser(description="the sandboxed grading kernel")
     parser.add_argument("-f", dest="connection_file", required=True)
     parser.add_argument("--guard", action="append", default=[], help="a function to guard before student code runs")

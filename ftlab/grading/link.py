@@ -43,7 +43,18 @@ def _bounded_context() -> zmq.asyncio.Context:
 
 
 class SandboxKernelManager(AsyncKernelManager):
-    """Starts ``ftlab.grading.kernel`` over ``ipc``, inside a sandbox when one is given."""
+    """Starts ``ftlab.grading.kernel`` over ``ipc``, inside a sandbox when one is given.
+
+    The kernel's command line without a sandbox (with one, :meth:`.Sandbox.command` wraps it),
+    and the bound on every message its sockets accept:
+
+    >>> km = SandboxKernelManager()
+    >>> km.guards, km.connection_file = ["torch.softmax"], "/tmp/ftlab-kernel-1/kernel.json"
+    >>> km.format_kernel_cmd()[1:]
+    ['-m', 'ftlab.grading.kernel', '-f', '/tmp/ftlab-kernel-1/kernel.json', '--guard', 'torch.softmax', '--']
+    >>> km.context.getsockopt(zmq.MAXMSGSIZE) == MAX_MESSAGE_BYTES
+    True
+    """
 
     sandbox: sb.Sandbox | None = None
     guards: list[str] = []
@@ -104,7 +115,29 @@ class SandboxKernelManager(AsyncKernelManager):
 
 
 class KernelLink:
-    """A check's calls into the student's kernel, for an nbclient executor whose ``km``/``kc`` may be replaced."""
+    """A check's calls into the student's kernel, for an nbclient executor whose ``km``/``kc`` may be replaced.
+
+    Here the kernel client is a stand-in that writes the reply file, announces it and goes idle:
+
+    >>> import tempfile, types
+    >>> from pathlib import Path
+    >>> from ftlab.grading.codec import encode
+    >>> from ftlab.grading.protocol import Request
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> km = types.SimpleNamespace(request_dir=tmp.name, reply_path=f"{tmp.name}/reply.bin")
+    >>> said = [("display_data", {"data": {MIME: {}}}), ("status", {"execution_state": "idle"})]
+    >>> class Client:
+    ...     def execute(self, code, **options):
+    ...         _ = Path(km.reply_path).write_bytes(encode(12))  # the kernel's answer: 12
+    ...         return "call-1"
+    ...     async def get_iopub_msg(self, timeout):
+    ...         kind, content = said.pop(0)
+    ...         return {"parent_header": {"msg_id": "call-1"}, "msg_type": kind, "content": content}
+    >>> link = KernelLink(types.SimpleNamespace(km=km, kc=Client()), 1 << 20, print, fresh_kernel=None)
+    >>> link.transport(Request("call", "count_params", args=(3,)), [], timeout=5)
+    Reply(value=12, missing=False, callable=False, error=None, internal=False, modules=[])
+    >>> tmp.cleanup()
+    """
 
     def __init__(
         self,

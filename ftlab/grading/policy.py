@@ -30,6 +30,11 @@ default argument, an entry in a list) counts everywhere, because a value can tra
 What it cannot see: code that re-implements the library by copying its source text, or
 trains on data that ships in public packages -- visible to a person reading the
 notebook, and a matter for academic honesty.
+
+The examples below use a small exercise (``_example()``): a setup cell that imports
+torch and lists ``FORBIDDEN = ["torch.softmax"]``, the answer cell ``softmax`` and the
+check ``check_softmax``, which calls the answer inside ``forbid(*FORBIDDEN)``; and a
+student's copy whose answer is ``return torch.softmax(z, -1)``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,18 @@ from dataclasses import dataclass, field
 
 from nbformat.notebooknode import NotebookNode
 
-__all__ = ["Finding", "Assessment", "protected_checks", "student_cells", "scan", "assess", "check_notebook", "main"]
+__all__ = [
+    "Finding",
+    "Assessment",
+    "protected_checks",
+    "student_cells",
+    "scan",
+    "assess",
+    "check_notebook",
+    "main",
+    "build_parser",
+    "run_cli",
+]
 
 HATCH_CALLS = {
     "eval",
@@ -115,9 +131,40 @@ HARMLESS_CELL_MAGICS = {"time", "timeit", "capture"}
 HARMLESS_LINE_MAGICS = {"matplotlib", "time", "timeit", "config", "pip", "who", "whos"}
 
 
+def _example() -> tuple[NotebookNode, NotebookNode]:
+    """For the examples: (the instructor's source, a student's copy that calls torch.softmax)."""
+    import copy
+
+    import nbformat
+
+    def cell(source: str, **nbgrader) -> NotebookNode:
+        return nbformat.v4.new_code_cell(source, metadata={"nbgrader": nbgrader})
+
+    source = nbformat.v4.new_notebook(
+        cells=[
+            cell('import torch\nFORBIDDEN = ["torch.softmax"]', grade_id="setup", locked=True),
+            cell("def softmax(z):\n    raise NotImplementedError()", grade_id="softmax", solution=True),
+            cell(
+                "with forbid(*FORBIDDEN):\n    got = softmax(torch.zeros(2))\n"
+                'expect_close(got, torch.full((2,), 0.5), what="softmax(zeros)")',
+                grade_id="check_softmax", grade=True, locked=True, points=2,
+            ),
+        ]
+    )  # fmt: skip
+    nb = copy.deepcopy(source)
+    nb.cells[1].source = "def softmax(z):\n    return torch.softmax(z, -1)"
+    return source, nb
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One thing in the student's code that a check may not accept."""
+    """One thing in the student's code that a check may not accept.
+
+    >>> Finding("softmax", 2, "softmax", hatch=False).message()
+    'softmax, line 2: uses softmax, which this exercise asks you to write yourself'
+    >>> Finding("cell 4", 1, "eval()", hatch=True).message().split(" -- ")[0]
+    'cell 4, line 1: eval()'
+    """
 
     cell: str  # grade id of the cell, or "cell N"
     line: int
@@ -136,7 +183,14 @@ class Finding:
 
 @dataclass
 class Assessment:
-    """The policy's verdict on one notebook: which checks score 0, and why."""
+    """The policy's verdict on one notebook: which checks score 0, and why.
+
+    >>> assessment = Assessment(costs={"check_softmax": [Finding("softmax", 2, "softmax", hatch=False)]})
+    >>> assessment.reason("check_softmax")
+    'softmax, line 2: uses softmax, which this exercise asks you to write yourself'
+    >>> print(assessment.reason("check_count"))  # this check scores as its test says
+    None
+    """
 
     findings: list[Finding] = field(default_factory=list)
     costs: dict[str, list[Finding]] = field(default_factory=dict)  # test grade id -> findings that cost it
@@ -209,6 +263,10 @@ def protected_checks(source: NotebookNode) -> dict[str, list[tuple[set[str], lis
     """Per test cell (grade id): the ``forbid`` blocks it has, as (student names called inside, forbidden names).
 
     ``forbid_in_notebook(...)`` in a setup cell protects every name in every test cell.
+
+    >>> source, _ = _example()
+    >>> [(test, sorted(called), names) for test, blocks in protected_checks(source).items() for called, names in blocks]
+    [('check_softmax', ['got', 'softmax', 'torch'], ['torch.softmax'])]
     """
     lists: dict[str, list[str]] = {}
     notebook_wide: list[str] = []
@@ -239,10 +297,16 @@ def protected_checks(source: NotebookNode) -> dict[str, list[tuple[set[str], lis
 
 
 def student_cells(nb: NotebookNode, source: NotebookNode) -> list[tuple[str, str]]:
-    """(label, source) of every code cell of ``nb`` that the student wrote or changed.
+    r"""(label, source) of every code cell of ``nb`` that the student wrote or changed.
 
     The instructor's locked cells (setup and tests, put back by nbgrader) are not the
     student's; neither is an unlocked cell the student left exactly as released.
+
+    >>> import nbformat
+    >>> source, nb = _example()
+    >>> nb.cells.append(nbformat.v4.new_code_cell("print(softmax(torch.ones(3)))"))
+    >>> student_cells(nb, source)
+    [('softmax', 'def softmax(z):\n    return torch.softmax(z, -1)'), ('cell 4', 'print(softmax(torch.ones(3)))')]
     """
     locked = {_meta(c).get("grade_id") for c in source.cells if _meta(c).get("locked")}
     given = {c.source.strip() for c in source.cells if c.cell_type == "code" and not _meta(c).get("solution")}
@@ -522,9 +586,15 @@ def scan(
     modules: dict[str, str] | None = None,
     imported: Iterable[str] = (),
 ) -> list[Finding]:
-    """Findings in the student's cells, in order; ``forbidden`` are dotted names.
+    r"""Findings in the student's cells, in order; ``forbidden`` are dotted names.
 
     ``modules`` and ``imported``: what the setup cells import (``torch``, ``nn``, ``ftlab``, ...).
+
+    >>> cells = [("softmax", "def softmax(z):\n    return z.softmax(-1)"), ("cell 4", "print(eval('1 + 1'))")]
+    >>> for finding in scan(cells, ["torch.softmax", "torch.Tensor.softmax"], modules={"torch": "torch"}):
+    ...     print(finding)
+    Finding(cell='softmax', line=2, name='softmax', hatch=False, exempt_in='softmax')
+    Finding(cell='cell 4', line=1, name='eval()', hatch=True, exempt_in=None)
     """
     forbidden = list(forbidden)
     leaves = {name.rsplit(".", 1)[-1] for name in forbidden}
@@ -613,6 +683,12 @@ def assess(nb: NotebookNode, source: NotebookNode, protected: dict | None = None
 
     ``protected`` (default: :func:`protected_checks` of ``source``) maps a test's grade id
     to its ``forbid`` blocks.
+
+    >>> source, nb = _example()
+    >>> assess(nb, source).reason("check_softmax")
+    'softmax, line 2: uses softmax, which this exercise asks you to write yourself'
+    >>> assess(source, source).costs  # the instructor's own answer breaks no rule
+    {}
     """
     protected = protected_checks(source) if protected is None else protected
     forbidden = {n for blocks in protected.values() for _, names in blocks for n in names}
@@ -645,6 +721,14 @@ def check_notebook(path: str, source_path: str | None = None) -> tuple[Assessmen
     A student's copy has no hidden tests, so there every dotted name its setup cell lists
     counts as forbidden in every check, for every function the check calls (the grader is
     never stricter than that). Returns the assessment and whether the source was the instructor's.
+
+    >>> import nbformat, tempfile
+    >>> _, nb = _example()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     nbformat.write(nb, f"{tmp}/softmax.ipynb")
+    ...     assessment, exact = check_notebook(f"{tmp}/softmax.ipynb")
+    >>> sorted(assessment.costs), exact
+    (['check_softmax'], False)
     """
     import nbformat
 
@@ -670,6 +754,11 @@ def check_notebook(path: str, source_path: str | None = None) -> tuple[Assessmen
 
 
 def build_parser(parser=None):
+    """``ftlab policy NOTEBOOK [--source SOURCE]`` (``parser``: the subcommand's, from ``ftlab``'s own).
+
+    >>> build_parser().parse_args(["softmax.ipynb", "--source", "solutions/ps3/softmax.ipynb"])
+    Namespace(notebook='softmax.ipynb', source='solutions/ps3/softmax.ipynb')
+    """
     import argparse
 
     parser = parser or argparse.ArgumentParser(prog="ftlab policy")
@@ -680,7 +769,12 @@ def build_parser(parser=None):
 
 
 def run_cli(args) -> int:
-    """Print the findings; exit 1 when a check would score 0, 2 when the notebook cannot be read."""
+    """Print the findings; exit 1 when a check would score 0, 2 when the notebook cannot be read.
+
+    >>> run_cli(build_parser().parse_args(["missing.ipynb"]))
+    ftlab policy: error: [Errno 2] No such file or directory: 'missing.ipynb'
+    2
+    """
     try:
         assessment, exact = check_notebook(args.notebook, args.source)
     except (OSError, ValueError) as exc:
@@ -700,4 +794,17 @@ def run_cli(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ftlab policy``'s command line: what in a notebook would cost points as not the student's own work.
+
+    >>> import nbformat, tempfile
+    >>> _, nb = _example()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     nbformat.write(nb, f"{tmp}/softmax.ipynb")
+    ...     main([f"{tmp}/softmax.ipynb"])
+    /.../softmax.ipynb: 1 finding(s):
+      softmax, line 2: uses softmax, which this exercise asks you to write yourself
+    Checks that would score 0: check_softmax
+    (checked against your copy of the exercise: the grader is never stricter than this)
+    1
+    """
     return run_cli(build_parser().parse_args(argv))

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .safefile import read_regular_file
+
 __all__ = [
     "MIME",
     "KERNEL_DIED",
@@ -52,12 +54,29 @@ MAX_MESSAGE_BYTES = 64 << 20
 
 
 class GradingError(Exception):
-    """The grader itself cannot go on (not a course root, no such assignment, no sandbox, ...)."""
+    """The grader itself cannot go on (not a course root, no such assignment, no sandbox, ...).
+
+    Not a student's failure: the commands report it and exit with status 2.
+
+    >>> try:
+    ...     raise GradingError("no assignment 'ps9': run `nbgrader generate_assignment` first")
+    ... except GradingError as exc:
+    ...     print(f"ftlab grade: error: {exc}")
+    ftlab grade: error: no assignment 'ps9': run `nbgrader generate_assignment` first
+    """
 
 
 @dataclass
 class Request:
-    """A check's call into the student's kernel: ``get`` a name, or ``call`` a function the student wrote."""
+    """A check's call into the student's kernel: ``get`` a name, or ``call`` a function the student wrote.
+
+    >>> Request("call", "count_params", args=(3,)).to_dict()  # what the kernel reads: plain data
+    {'op': 'call', 'name': 'count_params', 'reply': '', 'args': (3,), 'kwargs': {}, 'forbid': []}
+    >>> Request("exec", "count_params")
+    Traceback (most recent call last):
+    ...
+    ValueError: op must be 'get' or 'call', got 'exec'
+    """
 
     op: str  # "get" | "call"
     name: str
@@ -83,7 +102,17 @@ class Request:
 
 @dataclass
 class Reply:
-    """What came back, decoded: a value, or that the name is missing / a function, or the student's error."""
+    """What came back, decoded: a value, or that the name is missing / a function, or the student's error.
+
+    :meth:`from_decoded` takes what :func:`~.codec.decode` made of the kernel's bytes and
+    bounds what it keeps of an error (the student's process wrote it):
+
+    >>> Reply.from_decoded({"value": 12})
+    Reply(value=12, missing=False, callable=False, error=None, internal=False, modules=[])
+    >>> reply = Reply.from_decoded({"value": None, "error": ("ZeroDivisionError", "x" * 5000, ["line"] * 100)})
+    >>> reply.error[0], len(reply.error[1]), len(reply.error[2])
+    ('ZeroDivisionError', 2000, 40)
+    """
 
     value: Any = None
     missing: bool = False
@@ -111,9 +140,20 @@ class Reply:
 
 
 def read_reply(path: str, max_bytes: int) -> bytes:
-    """The reply file's bytes, at most ``max_bytes`` (over that: :class:`ValueError`), never through a link."""
-    from .intake import read_regular_file
+    """The reply file's bytes, at most ``max_bytes`` (over that: :class:`ValueError`), never through a link.
 
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> with open(f"{tmp.name}/reply.bin", "wb") as fh:
+    ...     _ = fh.write(b"x" * 100)
+    >>> len(read_reply(f"{tmp.name}/reply.bin", 1000))
+    100
+    >>> read_reply(f"{tmp.name}/reply.bin", 10)
+    Traceback (most recent call last):
+    ...
+    ValueError: reply.bin is 100 bytes, over the limit of 10
+    >>> tmp.cleanup()
+    """
     folder, name = os.path.split(path)
     fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -48,7 +48,13 @@ HISTORY = 50  # outcomes kept per student, newest last
 
 @dataclass
 class Submission:
-    """One folder in the exchange's inbound: who, what, and when the service saw it arrive."""
+    """One folder in the exchange's inbound: who, what, and when the service saw it arrive.
+
+    >>> name = "alice+ps1_parameters+2024-05-01 12:00:00.123456 UTC+AbC_d-9xYz12"
+    >>> sub = Submission(name, *parse_inbound_name(name), received=1714564800.0)
+    >>> sub.student, sub.assignment, sub.late
+    ('alice', 'ps1_parameters', False)
+    """
 
     name: str  # the folder name in inbound/
     student: str
@@ -59,13 +65,28 @@ class Submission:
 
 
 def parse_inbound_name(name: str) -> tuple[str, str] | None:
-    """(student, assignment) of a well-formed inbound folder name, or None for anything else."""
+    """(student, assignment) of a well-formed inbound folder name, or None for anything else.
+
+    A student names their own folder: only nbgrader's exact pattern is taken.
+
+    >>> parse_inbound_name("alice+ps1_parameters+2024-05-01 12:00:00.123456 UTC+AbC_d-9xYz12")
+    ('alice', 'ps1_parameters')
+    >>> print(parse_inbound_name("../bob+ps1_parameters+2024-05-01 12:00:00 UTC"))
+    None
+    """
     m = _INBOUND.fullmatch(name)
     return (m["student"], m["assignment"]) if m else None
 
 
 @dataclass
 class StudentState:
+    """One student's file in the queue, for one assignment (see the module docstring for its fields).
+
+    >>> state = StudentState("alice", "ps1_parameters", seen=["alice+ps1_parameters+2024-05-01 12:00:00 UTC"])
+    >>> StudentState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    True
+    """
+
     student: str
     assignment: str
     pending: list[Submission] = field(default_factory=list)
@@ -112,6 +133,14 @@ def attempt_refusal(attempts: list[list], received: float, per_hour: int | None,
 
     Sliding windows over the graded submissions' receipt times: with 3 per hour, a
     fourth within an hour of the first waits until that hour has passed.
+
+    >>> noon = 1714564800.0  # 2024-05-01 12:00 UTC
+    >>> graded = [["a", noon], ["b", noon + 600], ["c", noon + 1200]]
+    >>> print(attempt_refusal(graded, noon + 1800, per_hour=3, per_day=None))
+    This submission was not graded: you have used all 3 graded attempts allowed per hour for this assignment. \
+Your next attempt can be graded if you submit after 2024-05-01 13:00 UTC.
+    >>> print(attempt_refusal(graded, noon + 3601, per_hour=3, per_day=None))
+    None
     """
     for limit, window, label in ((per_hour, 3600.0, "hour"), (per_day, 86400.0, "24 hours")):
         if limit is None:
@@ -127,7 +156,21 @@ def attempt_refusal(attempts: list[list], received: float, per_hour: int | None,
 
 
 class Queue:
-    """The service's state for one course: ``<course>/service/queue/<assignment>/<student>.json``."""
+    """The service's state for one course: ``<course>/service/queue/<assignment>/<student>.json``.
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> queue = Queue(tmp.name)
+    >>> for minute in (0, 5):  # two submissions; the newer one wins
+    ...     name = f"alice+ps1_parameters+2024-05-01 12:0{minute}:00 UTC"
+    ...     _ = queue.add(Submission(name, "alice", "ps1_parameters", received=minute * 60.0))
+    >>> [state] = queue.next_batch(2)
+    >>> state.in_flight.name, state.history[-1]["outcome"]
+    ('alice+ps1_parameters+2024-05-01 12:05:00 UTC', 'superseded')
+    >>> queue.done(state, "graded; feedback released")
+    >>> queue.load("ps1_parameters", "alice").in_flight, tmp.cleanup()
+    (None, None)
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.folder = Path(root) / "service" / "queue"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from nbgrader.utils import notebook_hash
 
-from .intake import read_regular_file
+from .safefile import read_regular_file
 
 __all__ = ["read_secret", "release", "status_page", "feedback_config"]
 
@@ -38,7 +38,22 @@ CLEAR_HIDDEN = "nbgrader.preprocessors.ClearHiddenTests"
 
 
 def read_secret(inbound: Path, name: str) -> str:
-    """The submission's secret (hex, as ``nbgrader submit`` writes it); ValueError if it is missing or odd."""
+    r"""The submission's secret (hex, as ``nbgrader submit`` writes it); ValueError if it is missing or odd.
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> inbound = Path(tmp.name)
+    >>> (inbound / "alice+ps1").mkdir()
+    >>> _ = (inbound / "alice+ps1" / "submission_secret.txt").write_text("0123456789abcdef0123456789abcdef\n")
+    >>> read_secret(inbound, "alice+ps1")
+    '0123456789abcdef0123456789abcdef'
+    >>> _ = (inbound / "alice+ps1" / "submission_secret.txt").write_text("../../bob/feedback")
+    >>> read_secret(inbound, "alice+ps1")
+    Traceback (most recent call last):
+    ...
+    ValueError: submission_secret.txt is not a submission secret (hex digits)
+    >>> tmp.cleanup()
+    """
     dir_fd = os.open(os.path.realpath(inbound), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         data = read_regular_file(Path(name) / "submission_secret.txt", 1024, dir_fd=dir_fd)
@@ -53,7 +68,14 @@ def read_secret(inbound: Path, name: str) -> str:
 
 
 def release(exchange_course: Path, secret: str, pages: dict[str, bytes]) -> list[Path]:
-    """Put each notebook's page where that submission's *Fetch Feedback* finds it; atomically (rename)."""
+    """Put each notebook's page where that submission's *Fetch Feedback* finds it; atomically (rename).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as exchange_course:
+    ...     [page] = release(Path(exchange_course), "ab12" * 8, {"count_params": b"<html>...</html>"})
+    ...     page.name, oct(page.parent.stat().st_mode & 0o777)  # nbgrader's hash of secret and notebook
+    ('bf6c6e8357fa629610d3c1e25f9f6b48.html', '0o711')
+    """
     folder = exchange_course / "feedback"
     if folder.is_symlink():
         raise OSError(f"{folder} is a link: refusing to release feedback through it")
@@ -72,7 +94,12 @@ def release(exchange_course: Path, secret: str, pages: dict[str, bytes]) -> list
 
 
 def status_page(title: str, message: str, assignment: str, notebook: str) -> bytes:
-    """A plain page for a submission that was not graded (limit reached, grading failed)."""
+    """A plain page for a submission that was not graded (limit reached, grading failed).
+
+    >>> page = status_page("Not graded", "All 3 attempts <this hour> used.", "ps1_parameters", "count_params")
+    >>> b"<h1>Not graded</h1><p>All 3 attempts &lt;this hour&gt; used.</p>" in page
+    True
+    """
     body = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(assignment)} / {html.escape(notebook)}: {html.escape(title)}</title></head>"
@@ -84,7 +111,17 @@ def status_page(title: str, message: str, assignment: str, notebook: str) -> byt
 
 
 def feedback_config(course_config: str, hidden_pass_fail: bool) -> str:
-    """The course's nbgrader config, with the pass/fail view of hidden checks put before ClearHiddenTests."""
+    r"""The course's nbgrader config, with the pass/fail view of hidden checks put before ClearHiddenTests.
+
+    >>> from traitlets.config import Config
+    >>> c = Config()
+    >>> c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", CLEAR_HIDDEN]
+    >>> exec(feedback_config("# the course's nbgrader_config.py", hidden_pass_fail=True), {"c": c})
+    >>> print(*c.GenerateFeedback.preprocessors, sep="\n")
+    nbgrader.preprocessors.GetGrades
+    ftlab.grading.feedback.HiddenChecksPassFail
+    nbgrader.preprocessors.ClearHiddenTests
+    """
     if not hidden_pass_fail:
         return course_config
     return course_config + (

@@ -19,6 +19,9 @@ stuck -- so this reads both and writes one page and one figure:
 
 The figure is drawn on a standalone matplotlib ``Figure`` with the Agg canvas: the
 user's pyplot backend and state are never touched.
+
+The examples below use a class of three: alice (full marks on the check, her written
+answer waiting for a person), bob (the check failed) and carol (no submission).
 """
 
 from __future__ import annotations
@@ -49,7 +52,11 @@ ATTEMPTS_NOTE = (
 
 @dataclass
 class Question:
-    """A graded cell of the assignment."""
+    """A graded cell of the assignment.
+
+    >>> Question("count_params", "explain_freezing", 1.0, auto=False)  # a written answer, graded by a person
+    Question(notebook='count_params', grade_id='explain_freezing', points=1.0, auto=False)
+    """
 
     notebook: str
     grade_id: str
@@ -59,6 +66,13 @@ class Question:
 
 @dataclass
 class Student:
+    """One student's scores (None: a written answer not graded yet) and how their grading went.
+
+    >>> alice = Student("alice", scores={"check_count": 2.0, "explain": None}, statuses=["graded"])
+    >>> alice.score  # what is graded so far
+    2.0
+    """
+
     student: str
     timestamp: str = ""
     scores: dict[str, float | None] = field(default_factory=dict)  # grade id -> score (None: not graded yet)
@@ -74,6 +88,20 @@ class Student:
 
 @dataclass
 class ClassResults:
+    """The class on one assignment: its questions and its students; what the page and the figure count.
+
+    >>> check = Question("count_params", "check_count", 2.0, auto=True)
+    >>> explain = Question("count_params", "explain", 1.0, auto=False)
+    >>> students = [
+    ...     Student("alice", scores={"check_count": 2.0, "explain": None}, auto_scores={"check_count": 2.0}),
+    ...     Student("bob", scores={"check_count": 0.0, "explain": 1.0}, auto_scores={"check_count": 0.0}),
+    ...     Student("carol", submitted=False),
+    ... ]
+    >>> results = ClassResults("ps1_parameters", [check, explain], students)
+    >>> results.buckets(explain), results.failed(check), [s.student for s in results.stuck(0.5)]
+    ({'full': 1, 'some': 0, 'none': 0, 'to grade by hand': 1}, 1, ['carol', 'bob'])
+    """
+
     assignment: str
     questions: list[Question]
     students: list[Student]
@@ -159,12 +187,19 @@ def _students(gb, assignment: str) -> list[Student]:
 
 
 def read_class(assignment: str, root: str | Path = ".") -> ClassResults:
-    """The gradebook's scores and the driver's report rows of one assignment."""
-    from nbgrader.api import Gradebook
+    """The gradebook's scores and the driver's report rows of one assignment.
 
+    Run where the class was graded (``ftlab grade``): anywhere else it says so.
+
+    >>> read_class("ps1_parameters", root="/nonexistent")
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.protocol.GradingError: /nonexistent has no gradebook.db: run it in the course root (or --root)
+    """
     root = Path(root).resolve()
     if not (root / "gradebook.db").is_file():
         raise GradingError(f"{root} has no gradebook.db: run it in the course root (or --root)")
+    from nbgrader.api import Gradebook
     from sqlalchemy.exc import SAWarning  # nbgrader's score properties warn about their own sessions
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb, warnings.catch_warnings():
@@ -229,7 +264,14 @@ def _draw_statuses(ax, results: ClassResults) -> None:
 
 
 def draw(results: ClassResults) -> bytes:
-    """The three panels as PNG bytes, on a Figure of its own (pyplot is not imported)."""
+    r"""The three panels as PNG bytes, on a Figure of its own (pyplot is not imported).
+
+    >>> questions = [Question("count_params", "check_count", 2.0, True)]
+    >>> students = [Student("alice", scores={"check_count": 2.0}), Student("bob", statuses=["errors"])]
+    >>> png = draw(ClassResults("ps1_parameters", questions, students))
+    >>> png[:8], "matplotlib.pyplot" in sys.modules
+    (b'\x89PNG\r\n\x1a\n', False)
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -296,7 +338,16 @@ def _stuck_rows(results: ClassResults, below: float) -> list[list]:
 
 
 def render(results: ClassResults, png: bytes, below: float = 0.5) -> str:
-    """The report page, self-contained (the figure is embedded as well as written next to it)."""
+    """The report page, self-contained (the figure is embedded as well as written next to it).
+
+    >>> questions = [Question("count_params", "check_count", 2.0, True)]
+    >>> students = [Student("alice", scores={"check_count": 2.0}), Student("<bob>", scores={"check_count": 0.0})]
+    >>> page = render(ClassResults("ps1_parameters", questions, students), png=b"...", below=0.5)
+    >>> "<p>2 submissions of 2 students; max 2 points; mean 1.00, median 1</p>" in page
+    True
+    >>> "<td>&lt;bob&gt;</td>" in page  # under "Who is stuck", escaped
+    True
+    """
     sub = results.submitted()
     totals = [s.score for s in sub]
     overview = f"{len(sub)} submissions of {len(results.students)} students; max {results.max_score:g} points; " + (
@@ -328,7 +379,15 @@ def render(results: ClassResults, png: bytes, below: float = 0.5) -> str:
 
 
 def write(assignment: str, root: str | Path = ".", below: float = 0.5) -> tuple[Path, Path, ClassResults]:
-    """Write ``reports/<assignment>.html`` and ``.png``; return their paths and what they were made from."""
+    """Write ``reports/<assignment>.html`` and ``.png``; return their paths and what they were made from.
+
+    It reads the course's gradebook (:func:`read_class`); a folder without one is not a course:
+
+    >>> write("ps1_parameters", root="/nonexistent")
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.protocol.GradingError: /nonexistent has no gradebook.db: run it in the course root (or --root)
+    """
     results = read_class(assignment, root)
     folder = Path(root).resolve() / "reports"
     folder.mkdir(exist_ok=True)
@@ -339,6 +398,11 @@ def write(assignment: str, root: str | Path = ".", below: float = 0.5) -> tuple[
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``ftlab report ASSIGNMENT [--root ROOT] [--stuck-below SHARE]``.
+
+    >>> build_parser().parse_args(["ps1_parameters", "--stuck-below", "0.3"])
+    Namespace(assignment='ps1_parameters', root='.', stuck_below=0.3)
+    """
     parser = parser or argparse.ArgumentParser(prog="ftlab report")
     parser.description = "A graded assignment at a glance: reports/ASSIGNMENT.html and reports/ASSIGNMENT.png."
     parser.add_argument("assignment")
@@ -350,6 +414,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """Write the page and the figure and say how many are stuck; 2 (and why, on stderr) when it cannot.
+
+    >>> import contextlib
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     run_cli(build_parser().parse_args(["ps1_parameters", "--root", "/nonexistent"]))
+    ftlab report: error: /nonexistent has no gradebook.db: run it in the course root (or --root)
+    2
+    """
     try:
         page, png, results = write(args.assignment, args.root, args.stuck_below)
     except GradingError as exc:

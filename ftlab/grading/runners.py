@@ -24,6 +24,14 @@ Collect = Callable[[Job, JobResult | None], None]  # None: the job was never run
 
 
 class Runner(Protocol):
+    """Runs jobs and hands each one's result to ``collect``; returns None, or why it stopped early.
+
+    >>> def grade(runner: Runner, jobs: list[Job]) -> str | None:
+    ...     return runner.run(jobs, lambda job, result: print(job.student, result.rc))
+    >>> print(grade(LocalRunner(jobs=2), []))
+    None
+    """
+
     def run(self, jobs: list[Job], collect: Collect) -> str | None: ...
 
     def close(self) -> None: ...
@@ -31,7 +39,15 @@ class Runner(Protocol):
 
 @dataclasses.dataclass
 class LocalRunner:
-    """``jobs`` submissions at a time, each in its own nbgrader process and sandbox (``warm``: :mod:`.warm`)."""
+    """``jobs`` submissions at a time, each in its own nbgrader process and sandbox (``warm``: :mod:`.warm`).
+
+    >>> LocalRunner(jobs=2, warm=True)
+    LocalRunner(jobs=2, warm=True)
+    >>> LocalRunner(jobs=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: jobs must be a positive integer, got 0
+    """
 
     jobs: int = 1
     warm: bool = False
@@ -69,6 +85,14 @@ class DaskRunner:
     job set per submission, often several at once from its threads, and a connection per
     submission would cost each student a handshake with the scheduler (a client is
     thread-safe). A client that lost its scheduler is replaced at the next run.
+    Nothing connects before :meth:`run`:
+
+    >>> DaskRunner("tcp://grader:8786", grace=60)
+    DaskRunner(address='tcp://grader:8786', grace=60, connect_timeout=20.0)
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"FTLAB_SCHEDULER_GRACE": "120"}):  # the default grace
+    ...     DaskRunner("tcp://grader:8786").grace
+    120.0
     """
 
     address: str

@@ -37,7 +37,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["Limits", "Sandbox", "SandboxUnavailable", "check_available", "INSTALL_HINT", "HOME", "WORKDIR"]
+__all__ = [
+    "Limits",
+    "Sandbox",
+    "SandboxUnavailable",
+    "check_available",
+    "INSTALL_HINT",
+    "HOME",
+    "WORKDIR",
+    "sandbox_python",
+    "make_channel_dir",
+    "seal",
+]
 
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: `sudo apt-get install -y bubblewrap`; Fedora: `sudo dnf install bubblewrap`), "
@@ -50,12 +61,32 @@ MiB = 1 << 20
 
 
 class SandboxUnavailable(RuntimeError):
-    """Grading cannot isolate submissions on this machine."""
+    """Grading cannot isolate submissions on this machine.
+
+    Raised with :func:`check_available`'s reason, which says how to fix it:
+
+    >>> import textwrap
+    >>> try:
+    ...     raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {INSTALL_HINT}")
+    ... except RuntimeError as exc:
+    ...     print(textwrap.fill(str(exc), 100))
+    bubblewrap (bwrap) is not installed: install bubblewrap (Debian/Ubuntu: `sudo apt-get install -y
+    bubblewrap`; Fedora: `sudo dnf install bubblewrap`), or pass --no-sandbox to grade without isolation
+    (every report row then says so)
+    """
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one sandboxed kernel."""
+    """Resource limits of one sandboxed kernel.
+
+    >>> Limits(memory_mb=4096)
+    Limits(memory_mb=4096, processes=128, file_size_mb=256, open_files=512, disk_mb=512)
+    >>> Limits(processes=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: sandbox limit processes must be a positive integer, got 0
+    """
 
     memory_mb: int = 8192  # address space per process; with a cgroup also the memory of the whole sandbox
     processes: int = 128  # with a cgroup: processes and threads of the whole sandbox
@@ -166,6 +197,12 @@ def sandbox_python() -> str:
     The sandbox mounts real paths only, so a venv reached through a linked folder (a git worktree's
     ``.venv -> ../main/.venv``) does not exist inside it. Only the folder is resolved: a venv's ``python`` is
     itself a link to the base interpreter, and following it would leave the venv.
+
+    >>> python = sandbox_python()
+    >>> os.path.dirname(python) == os.path.realpath(os.path.dirname(sys.executable))
+    True
+    >>> os.path.basename(python) == os.path.basename(sys.executable)
+    True
     """
     return os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
 
@@ -200,6 +237,12 @@ class Sandbox:
 
     :meth:`command` also makes the kernel's cgroup (where one can be made), which the
     launcher joins before it starts bwrap; :meth:`stop` kills what is left in it.
+
+    What the kernel's environment is (:meth:`command` passes it with ``--clearenv``):
+
+    >>> env = Sandbox(Limits(memory_mb=4096)).environment()
+    >>> env["HOME"], env["MPLBACKEND"], env["HF_HUB_OFFLINE"], env["FTLAB_SANDBOXED"]
+    ('/home/student', 'Agg', '1', '1')
     """
 
     def __init__(self, limits: Limits | None = None, extra_ro_binds: tuple[str, ...] = ()):
@@ -308,7 +351,14 @@ def _user_processes() -> int:
 
 
 def make_channel_dir(base: str | None = None) -> str:
-    """A folder for the kernel's connection file and sockets, writable by the sandbox until :func:`seal`."""
+    """A folder for the kernel's connection file and sockets, writable by the sandbox until :func:`seal`.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     channel = make_channel_dir(tmp)
+    ...     oct(os.stat(channel).st_mode & 0o777), os.path.basename(channel).startswith("ftlab-kernel-")
+    ('0o777', True)
+    """
     path = tempfile.mkdtemp(prefix="ftlab-kernel-", dir=base)
     if os.geteuid() == 0:  # owned by nobody: once sealed, the sandbox (mapped to root) cannot write or chmod it
         os.chown(path, 65534, 65534)
@@ -317,7 +367,15 @@ def make_channel_dir(base: str | None = None) -> str:
 
 
 def seal(path: str) -> None:
-    """No more files in the channel folder: the kernel has bound its sockets."""
+    """No more files in the channel folder: the kernel has bound its sockets.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     channel = make_channel_dir(tmp)
+    ...     seal(channel)
+    ...     oct(os.stat(channel).st_mode & 0o777) in ("0o555", "0o500")  # (0o555 when the grader is root)
+    True
+    """
     os.chmod(path, 0o555 if os.geteuid() == 0 else 0o500)
 
 

@@ -41,7 +41,17 @@ from .feedback_page import Page, render
 from .jobs import run_nbgrader
 from .protocol import GradingError
 
-__all__ = ["Located", "CheckResult", "locate", "check", "build_parser", "run_cli"]
+__all__ = [
+    "Located",
+    "CheckResult",
+    "locate",
+    "check",
+    "build_parser",
+    "run_cli",
+    "feedback_notebook",
+    "summary_text",
+    "open_page",
+]
 
 STUDENT = "you"  # the student id inside the private course
 CHECKOUT = Path(__file__).resolve().parents[2]  # this ftlab checkout: solutions/ and nbgrader_config.py
@@ -53,7 +63,20 @@ NO_SOURCE = (
 
 @dataclass
 class Located:
-    """Where a student's notebook belongs: its assignment, and the course files to grade it with."""
+    r"""Where a student's notebook belongs: its assignment, and the course files to grade it with.
+
+    A student bundle has the released exercise, not the instructor's source (``instructor`` is False):
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     course = Path(tmp)
+    ...     _ = (course / "nbgrader_config.py").write_text("c = get_config()\n")
+    ...     (course / "release" / "ps1_parameters").mkdir(parents=True)
+    ...     nbformat.write(nbformat.v4.new_notebook(), course / "release" / "ps1_parameters" / "count_params.ipynb")
+    ...     found = locate(course / "release" / "ps1_parameters" / "count_params.ipynb", course=course)
+    >>> found.assignment, found.name, found.source.relative_to(course).as_posix(), found.instructor
+    ('ps1_parameters', 'count_params', 'release/ps1_parameters/count_params.ipynb', False)
+    """
 
     notebook: Path  # the student's copy
     assignment: str
@@ -65,6 +88,17 @@ class Located:
 
 @dataclass
 class CheckResult:
+    """What ``ftlab check`` made of one notebook: the page it wrote, the report row, each check's outcome.
+
+    >>> located = Located(Path("work/count_params.ipynb"), "ps1_parameters", "count_params",
+    ...                   Path("nbgrader_config.py"), Path("source/ps1_parameters/count_params.ipynb"), True)
+    >>> outcomes = [Outcome("check_count", "", 0.0, 2.0, "AssertionError: 10"), Outcome("check_lrs", "", 1.0, 1.0)]
+    >>> row = NotebookResult("you", "count_params", "errors")
+    >>> result = CheckResult(Path("work/count_params.feedback.html"), located, row, outcomes)
+    >>> totals(result.outcomes), result.notes
+    ((1.0, 3.0), [])
+    """
+
     page: Path
     located: Located
     row: NotebookResult
@@ -103,7 +137,16 @@ def _match(folder: Path, notebook: Path, assignment_hint: str | None) -> tuple[s
 
 
 def locate(notebook: Path, course: Path | None = None) -> Located:
-    """Find the assignment of a student's copy, and the instructor's source for it where there is one."""
+    """Find the assignment of a student's copy, and the instructor's source for it where there is one.
+
+    >>> import tempfile
+    >>> from ftlab.grading.driver import _example_course
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     course = _example_course(tmp)
+    ...     found = locate(course / "submitted" / "alice" / "ps1_parameters" / "count_params.ipynb", course=course)
+    >>> found.assignment, found.name, found.source.relative_to(course).as_posix(), found.instructor
+    ('ps1_parameters', 'count_params', 'source/ps1_parameters/count_params.ipynb', True)
+    """
     meta = nbformat.read(notebook, as_version=4).metadata.get("nbgrader", {})
     hint = meta.get("assignment") or meta.get("assignment_id")
     roots = [r for r in _roots(notebook, course) if (r / "nbgrader_config.py").is_file()]
@@ -153,7 +196,19 @@ def _private_course(tmp: Path, found: Located) -> Path:
 
 
 def feedback_notebook(root: Path, assignment: str, name: str, student: str = STUDENT) -> NotebookNode:
-    """The autograded notebook through nbgrader's feedback preprocessors: scores in, hidden tests out."""
+    """The autograded notebook through nbgrader's feedback preprocessors: scores in, hidden tests out.
+
+    >>> import shutil, tempfile
+    >>> from ftlab.grading.driver import _example_course
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     course = _example_course(tmp)
+    ...     (course / "autograded" / "alice" / "ps1_parameters").mkdir(parents=True)
+    ...     _ = shutil.copy(course / "submitted" / "alice" / "ps1_parameters" / "count_params.ipynb",
+    ...                     course / "autograded" / "alice" / "ps1_parameters")  # as if autograded
+    ...     check = feedback_notebook(course, "ps1_parameters", "count_params", student="alice").cells[1]
+    >>> check.metadata.nbgrader.score, check.metadata.nbgrader.points, "HIDDEN" in check.source
+    (0.0, 2.0, False)
+    """
     from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
     nb = nbformat.read(root / "autograded" / student / assignment / f"{name}.ipynb", as_version=4)
@@ -189,7 +244,15 @@ def check(
     fast: bool | None = None,
     sandbox: bool = True,
 ) -> CheckResult:
-    """Grade a student's copy as the class is graded and write its feedback page; see the module docstring."""
+    """Grade a student's copy as the class is graded and write its feedback page; see the module docstring.
+
+    It grades in the sandbox, as the class is graded. What it takes is a notebook, or a folder with one:
+
+    >>> check("notes.txt")
+    Traceback (most recent call last):
+    ...
+    ftlab.grading.protocol.GradingError: notes.txt is not a notebook (.ipynb) or a folder with one
+    """
     notebook = _notebook(Path(path))
     found = locate(notebook, Path(course) if course else None)
     with tempfile.TemporaryDirectory(prefix="ftlab-check-") as tmp:
@@ -215,7 +278,21 @@ def check(
 
 
 def summary_text(result: CheckResult) -> str:
-    """The few lines a terminal shows: points per question and what to fix first."""
+    """The few lines a terminal shows: points per question and what to fix first.
+
+    >>> located = Located(Path("work/count_params.ipynb"), "ps1_parameters", "count_params",
+    ...                   Path("nbgrader_config.py"), Path("source/ps1_parameters/count_params.ipynb"), True)
+    >>> outcomes = [Outcome("check_count", "", 0.0, 2.0, "AssertionError: 10"), Outcome("check_lrs", "", 1.0, 1.0)]
+    >>> row = NotebookResult("you", "count_params", "errors")
+    >>> result = CheckResult(Path("work/count_params.feedback.html"), located, row, outcomes)
+    >>> print(summary_text(result))
+    count_params.ipynb (ps1_parameters): 1 / 3 points
+      check_count    0 / 2   failed
+      check_lrs      1 / 1   passed
+    What to fix first:
+      1. check_count: AssertionError: 10
+    Feedback page: work/count_params.feedback.html
+    """
     got, possible = totals(result.outcomes)
     lines = [f"{result.located.notebook.name} ({result.located.assignment}): {got:g} / {possible:g} points"]
     lines += [f"  note: {n}" for n in result.notes]
@@ -231,7 +308,13 @@ def summary_text(result: CheckResult) -> str:
 
 
 def open_page(page: Path) -> bool:
-    """Show the page in a graphical browser if there is one; never wait for it, never fail."""
+    """Show the page in a graphical browser if there is one; never wait for it, never fail.
+
+    >>> from unittest import mock
+    >>> with mock.patch("webbrowser.get", side_effect=webbrowser.Error("could not locate runnable browser")):
+    ...     open_page(Path("count_params.feedback.html"))  # no browser here: no page opened, no error
+    False
+    """
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False  # a terminal-only machine: a text browser would take over the terminal
     try:
@@ -245,6 +328,12 @@ def open_page(page: Path) -> bool:
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``ftlab check PATH [--no-open] [--fast] [--out PAGE] [--course FOLDER] [--no-sandbox]``.
+
+    >>> args = build_parser().parse_args(["exercises/ps4_bert_head", "--no-open", "--fast"])
+    >>> args.path, args.no_open, args.fast, args.out, args.no_sandbox
+    ('exercises/ps4_bert_head', True, True, None, False)
+    """
     parser = parser or argparse.ArgumentParser(prog="ftlab check")
     parser.description = "Grade your copy of an exercise with the full checks, sandboxed, and write a feedback page."
     parser.add_argument("path", help="your notebook, or its folder")
@@ -257,7 +346,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Print the summary; 0 when the notebook was graded (whatever it scored), 2 when it could not be."""
+    """Print the summary; 0 when the notebook was graded (whatever it scored), 2 when it could not be.
+
+    >>> import contextlib
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     run_cli(build_parser().parse_args(["notes.txt", "--no-open"]))
+    ftlab check: error: notes.txt is not a notebook (.ipynb) or a folder with one
+    2
+    """
     from sqlalchemy.exc import SAWarning  # nbgrader's gradebook warns about its own sessions: noise to a student
 
     try:

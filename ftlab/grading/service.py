@@ -53,7 +53,17 @@ from .queue import Queue, StudentState, Submission, attempt_refusal, parse_inbou
 from .service_page import ServicePage
 from .service_settings import AssignmentRules, SettingsError, load_settings
 
-__all__ = ["Work", "Grader", "GradingService", "course_duedate", "exchange_location", "main"]
+__all__ = [
+    "Work",
+    "Grader",
+    "GradingService",
+    "course_duedate",
+    "exchange_location",
+    "main",
+    "hold_course_lock",
+    "build_parser",
+    "run_cli",
+]
 
 MAX_TRIES = 2  # a failed grading is tried once more, then reported
 STAGES_LOG_BYTES = 8 << 20  # service/stages.jsonl is rotated (to stages.jsonl.1) past this size
@@ -61,7 +71,14 @@ STAGES_LOG_BYTES = 8 << 20  # service/stages.jsonl is rotated (to stages.jsonl.1
 
 @dataclasses.dataclass
 class Work:
-    """A submission in flight, with its student's queue state, its assignment's rules and its timeline."""
+    """A submission in flight, with its student's queue state, its assignment's rules and its timeline.
+
+    >>> sub = Submission("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice", "ps1_parameters", received=100.0)
+    >>> work = Work(StudentState("alice", "ps1_parameters"), AssignmentRules(), sub, marks=[("submitted", 100.0)])
+    >>> work.mark("intake")  # the stage "intake" ends now
+    >>> [label for label, _ in work.marks]
+    ['submitted', 'intake']
+    """
 
     state: StudentState
     rules: AssignmentRules
@@ -73,6 +90,19 @@ class Work:
 
 
 class Grader(Protocol):
+    """What grades a submission for :class:`GradingService`: :class:`~.service_grader.NbgraderGrader`, or a fake.
+
+    >>> class Fake:  # grades nothing, as in the unit tests
+    ...     def grade(self, work):
+    ...         return None
+    ...     def notify(self, work, title, message):
+    ...         print(f"{work.sub.name}: {title}")
+    >>> sub = Submission("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice", "ps1_parameters", received=100.0)
+    >>> grader: Grader = Fake()
+    >>> grader.notify(Work(StudentState("alice", "ps1_parameters"), AssignmentRules(), sub), "Grading failed", "...")
+    alice+ps1_parameters+2024-05-01 12:00:00 UTC: Grading failed
+    """
+
     def grade(self, work: Work) -> str | None:
         """Grade one submission and release its feedback; None, or why it failed.
 
@@ -85,9 +115,25 @@ class Grader(Protocol):
 
 
 class GradingService:
-    """The loop: take in new submissions, keep ``jobs`` of them grading, record what happened -- state on disk.
+    r"""The loop: take in new submissions, keep ``jobs`` of them grading, record what happened -- state on disk.
 
     Only this (the main) thread changes the queue; the worker threads run the grader.
+
+    One poll of the inbound folder (a course with ``ps1_parameters`` graded on submit):
+
+    >>> import tempfile
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> course = Path(tmp.name)
+    >>> _ = (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.ps1_parameters]")
+    >>> for name in ("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice+ps1_parameters+tomorrow"):
+    ...     (course / "inbound" / name).mkdir(parents=True)
+    ...     _ = (course / "inbound" / name / "submission_secret.txt").write_text("0123456789abcdef")
+    >>> service = GradingService(course, grader=None, inbound=course / "inbound", duedate=lambda a, s: None, settle=0)
+    >>> service.scan()
+    queued alice+ps1_parameters+2024-05-01 12:00:00 UTC
+    ignored inbound/'alice+ps1_parameters+tomorrow': not a submission name
+    1
+    >>> tmp.cleanup()
     """
 
     def __init__(
@@ -346,6 +392,19 @@ def course_duedate(root: Path, assignment: str, student: str | None = None) -> f
     With ``student``, that student's due date: nbgrader keeps a per-student extension on the
     student's submission record (``Gradebook.grant_extension``, the Formgrader), and its own
     late penalty counts from the extended date, so "late" here must too.
+
+    nbgrader keeps due dates as naive datetimes in UTC. Here with a stand-in for nbgrader's gradebook, in which
+    bob was given a day more:
+
+    >>> from datetime import datetime, timedelta
+    >>> from unittest import mock
+    >>> gradebook = mock.MagicMock()
+    >>> gradebook.__enter__.return_value.find_assignment.return_value.duedate = datetime(2024, 5, 1, 12, 0)
+    >>> gradebook.__enter__.return_value.find_submission.return_value.extension = timedelta(days=1)
+    >>> api = mock.Mock(Gradebook=mock.Mock(return_value=gradebook), MissingEntry=LookupError)
+    >>> with mock.patch.dict("sys.modules", {"nbgrader.api": api}):
+    ...     course_duedate(Path("/srv/course"), "ps1"), course_duedate(Path("/srv/course"), "ps1", "bob")
+    (1714564800.0, 1714651200.0)
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -364,7 +423,16 @@ def course_duedate(root: Path, assignment: str, student: str | None = None) -> f
 
 
 def exchange_location(root: Path) -> tuple[Path, str]:
-    """(exchange root, course id) as the course's nbgrader sees them: system-wide config, then the course's."""
+    r"""(exchange root, course id) as the course's nbgrader sees them: system-wide config, then the course's.
+
+    >>> import tempfile
+    >>> from unittest import mock
+    >>> config = 'c = get_config()\nc.CourseDirectory.course_id = "ftlab"\nc.Exchange.root = "/srv/exchange"\n'
+    >>> with tempfile.TemporaryDirectory() as course, mock.patch("jupyter_core.paths.jupyter_config_path", list):
+    ...     _ = Path(course, "nbgrader_config.py").write_text(config)  # (no system-wide config here)
+    ...     exchange_location(Path(course))
+    (PosixPath('/srv/exchange'), 'ftlab')
+    """
     from jupyter_core.paths import jupyter_config_path
     from traitlets.config import Config
     from traitlets.config.loader import PyFileConfigLoader
@@ -381,7 +449,18 @@ def exchange_location(root: Path) -> tuple[Path, str]:
 
 
 def hold_course_lock(root: Path):
-    """One service per course: a second one would grade the same queue twice. The lock goes with the process."""
+    """One service per course: a second one would grade the same queue twice. The lock goes with the process.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as course:
+    ...     lock = hold_course_lock(Path(course))
+    ...     try:
+    ...         hold_course_lock(Path(course))
+    ...     except ValueError as exc:
+    ...         print(exc)
+    ...     lock.close()
+    another ftlab serve is running for /... (it holds /.../service/lock)
+    """
     import fcntl
 
     folder = root / "service"
@@ -396,6 +475,12 @@ def hold_course_lock(root: Path):
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """``ftlab serve``'s options (``parser``: the subcommand's, from ``ftlab``'s own).
+
+    >>> args = build_parser().parse_args(["--course", "/home/grader-ftlab", "--jobs", "2"])
+    >>> args.course, args.jobs, args.once, args.poll, args.cold_start
+    ('/home/grader-ftlab', 2, False, 1.0, False)
+    """
     parser = parser or argparse.ArgumentParser(prog="ftlab serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--course", default=".", help="course root (default: current directory)")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once, each in its own sandbox")
@@ -412,11 +497,19 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    """Serve until killed (or, with ``--once``, until nothing waits); 2 when it cannot start, with why.
+
+    >>> import contextlib
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     run_cli(build_parser().parse_args(["--poll", "0"]))
+    ftlab serve: error: --poll must be a positive number of seconds, got 0.0
+    2
+    """
+
     def log(line: str) -> None:
         print(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {line}", file=sys.stderr, flush=True)
 
     from .protocol import GradingError
-    from .service_grader import NbgraderGrader
 
     try:
         if args.poll <= 0:
@@ -428,6 +521,8 @@ def run_cli(args: argparse.Namespace) -> int:
         exchange, course_id = exchange_location(root)
         if args.exchange:
             exchange = Path(args.exchange)
+        from .service_grader import NbgraderGrader  # the grading stack (nbgrader, torch): once the options are good
+
         grader = NbgraderGrader(root, exchange / course_id, args.scheduler, log, warm=not args.cold_start)
         try:
             service = GradingService(root, grader, exchange / course_id / "inbound", args.jobs, log)
@@ -443,6 +538,14 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m ftlab.grading.service``: ``ftlab serve``'s command line.
+
+    >>> import contextlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stderr(sys.stdout):
+    ...     main(["--course", folder, "--once"])
+    ftlab serve: error: /... is not a course root (no nbgrader_config.py)
+    2
+    """
     return run_cli(build_parser().parse_args(argv))
 
 

@@ -39,11 +39,11 @@ from .runners import DaskRunner, LocalRunner
 from .sandbox import check_available
 from .service import MAX_TRIES, Work
 
-__all__ = ["NbgraderGrader", "Prepared"]
+__all__ = ["NbgraderGrader", "nbgrader_timestamp"]
 
 
 @dataclasses.dataclass
-class Prepared:
+class _Prepared:
     """One submission ready to grade: its plan, where its grades go, and what its feedback needs."""
 
     work: Work
@@ -56,11 +56,40 @@ class Prepared:
 
 
 def nbgrader_timestamp(seconds: float) -> str:
+    """A time as nbgrader writes a submission's ``timestamp.txt`` (UTC, microseconds).
+
+    >>> nbgrader_timestamp(1714564800.25)
+    '2024-05-01 12:00:00.250000 UTC'
+    """
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
 
 
 class NbgraderGrader:
-    """Grades with ``nbgrader autograde`` in the sandbox; releases feedback into the exchange."""
+    """Grades with ``nbgrader autograde`` in the sandbox; releases feedback into the exchange.
+
+    Here a Dask cluster would grade (its scheduler stood in for: nothing is checked or started here), and
+    the one page released is a status page: ``notify`` for a submission over its limits.
+
+    >>> import tempfile
+    >>> from ftlab.grading import gradebook
+    >>> from ftlab.grading.queue import StudentState, Submission
+    >>> from ftlab.grading.service_settings import AssignmentRules
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> root, exchange = Path(tmp.name), Path(tmp.name, "exchange", "ftlab")
+    >>> gradebook._example(root).close()  # the gradebook: ps1_parameters, one notebook (count_params)
+    >>> sub = Submission("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice", "ps1_parameters", received=0.0)
+    >>> (exchange / "inbound" / sub.name).mkdir(parents=True)
+    >>> _ = (exchange / "inbound" / sub.name / "submission_secret.txt").write_text("ab12" * 8)
+    >>> from unittest import mock
+    >>> from ftlab.grading.runners import DaskRunner
+    >>> with mock.patch.object(DaskRunner, "_connect"):  # the scheduler, stood in for
+    ...     grader = NbgraderGrader(root, exchange, scheduler="tcp://grader:8786")
+    >>> work = Work(StudentState("alice", "ps1_parameters"), AssignmentRules(), sub)
+    >>> grader.notify(work, "Not graded", "3 graded attempts an hour: the next after 13:00 UTC.")
+    >>> [page.name for page in (exchange / "feedback").iterdir()]  # for alice's Fetch Feedback alone
+    ['bf6c6e8357fa629610d3c1e25f9f6b48.html']
+    >>> tmp.cleanup()
+    """
 
     def __init__(
         self,
@@ -109,7 +138,7 @@ class NbgraderGrader:
 
     # ------------------------------------------------------------------ grading
 
-    def _prepare(self, course: Course, work: Work, staging: Path) -> Prepared:
+    def _prepare(self, course: Course, work: Work, staging: Path) -> _Prepared:
         sub = work.sub
         secret = read_secret(self.inbound, sub.name)
         intake = read_submission(self.inbound, sub.name, course.notebooks, course.extra_files)
@@ -137,9 +166,9 @@ class NbgraderGrader:
             (shadow / "gradebook.db").write_bytes(course.common["gradebook.db"])  # the job's own snapshot
             shutil.copy(course.root / "nbgrader_config.py", shadow / "nbgrader_config.py")
             target = dataclasses.replace(course, root=shadow)
-        return Prepared(work, plan, secret, staged, target, staging)
+        return _Prepared(work, plan, secret, staged, target, staging)
 
-    def _install(self, p: Prepared) -> None:
+    def _install(self, p: _Prepared) -> None:
         """The accepted files become the course's ``submitted/<student>/<assignment>`` (swapped in whole)."""
         dest = self.root / p.target.submission(p.plan.student)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +181,7 @@ class NbgraderGrader:
         os.rename(new, dest)
         shutil.rmtree(old, ignore_errors=True)
 
-    def _complete(self, p: Prepared) -> str | None:
+    def _complete(self, p: _Prepared) -> str | None:
         """Merge, make and release the feedback of one submission whose jobs are done; None, or why it failed."""
         sub, course = p.work.sub, p.target
         broken = [r for _, r in p.runs if r is None or r.gradebook is None]

@@ -45,7 +45,17 @@ def _when(seconds: float) -> str:
 
 
 def render_index(root: Path, assignments: list[str], status: dict, failures: list[str]) -> str:
-    """The index page: the queue now, the last failures, and one row per assignment with its report's link."""
+    """The index page: the queue now, the last failures, and one row per assignment with its report's link.
+
+    >>> import tempfile
+    >>> status = {"updated": "2024-05-01T12:00:00+00:00", "waiting": ["alice+ps1_parameters+2024-05-01 12:00:00 UTC"]}
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     page = render_index(Path(root), ["ps1_parameters"], status, ["<bob>+ps1_parameters+...: grading failed"])
+    >>> "<td>ps1_parameters</td><td>not yet written</td><td>–</td><td>1</td><td>0</td>" in page
+    True
+    >>> "<li><code>&lt;bob&gt;+ps1_parameters+...: grading failed</code></li>" in page  # a student's name, escaped
+    True
+    """
     esc = html.escape
     rows = []
     for name in assignments:
@@ -75,7 +85,16 @@ def render_index(root: Path, assignments: list[str], status: dict, failures: lis
 
 
 class ServicePage:
-    """Keeps ``reports/index.html`` and the graded assignments' reports up to date (reports in a worker thread)."""
+    """Keeps ``reports/index.html`` and the graded assignments' reports up to date (reports in a worker thread).
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     page = ServicePage(Path(root))
+    ...     page.write_index(["ps1_parameters"], {"updated": "2024-05-01T12:00:00+00:00", "waiting": []})
+    ...     page.released("ps1_parameters")  # its report is due: refresh() writes it, in a thread of its own
+    ...     sorted(p.name for p in Path(root, "reports").iterdir())
+    ['index.html']
+    """
 
     def __init__(self, root: Path, log: Callable[[str], None] = print, every: float = REFRESH_EVERY) -> None:
         self.root, self.log, self.every = Path(root), log, every

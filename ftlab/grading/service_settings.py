@@ -28,7 +28,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["AssignmentRules", "ServiceSettings", "load_settings", "SETTINGS_FILE", "SettingsError"]
+__all__ = ["AssignmentRules", "ServiceSettings", "load_settings", "SETTINGS_FILE", "SettingsError", "parse_settings"]
 
 SETTINGS_FILE = "grading_service.toml"
 HIDDEN_CHOICES = ("pass-fail", "as-graded")
@@ -37,12 +37,25 @@ UNLIMITED = "unlimited"
 
 
 class SettingsError(ValueError):
-    """``grading_service.toml`` is wrong: the message names the file, the key and what is allowed."""
+    r"""``grading_service.toml`` is wrong: the message names the file, the key and what is allowed.
+
+    >>> try:
+    ...     parse_settings("assignments.ps1_parameters.attempt_per_hour = 3")
+    ... except SettingsError as exc:
+    ...     print(str(exc).replace("; ", ";\n"))
+    grading_service.toml [assignments.ps1_parameters]: unknown setting 'attempt_per_hour';
+    the settings are attempts_per_day, attempts_per_hour, enabled, hidden_checks, late
+    """
 
 
 @dataclass(frozen=True)
 class AssignmentRules:
-    """One assignment's rules; ``None`` for a limit means unlimited."""
+    """One assignment's rules; ``None`` for a limit means unlimited.
+
+    >>> rules = AssignmentRules(attempts_per_day=None)
+    >>> rules.attempts_per_hour, rules.attempts_per_day, rules.hidden_checks, rules.late
+    (4, None, 'pass-fail', 'keep-on-time')
+    """
 
     enabled: bool = True
     attempts_per_hour: int | None = 4
@@ -53,6 +66,13 @@ class AssignmentRules:
 
 @dataclass(frozen=True)
 class ServiceSettings:
+    """The whole file: each assignment's rules, and whether a submission must belong to the account it names.
+
+    >>> settings = ServiceSettings({"ps1_parameters": AssignmentRules(), "ps2": AssignmentRules(enabled=False)})
+    >>> [settings.rules(name) is not None for name in ("ps1_parameters", "ps2", "ps3")]
+    [True, False, False]
+    """
+
     assignments: dict[str, AssignmentRules] = field(default_factory=dict)
     check_owner: bool = True
 
@@ -93,7 +113,23 @@ def _rules(where: str, table: object, base: AssignmentRules) -> AssignmentRules:
 
 
 def parse_settings(text: str, where: str = SETTINGS_FILE) -> ServiceSettings:
-    """Settings from TOML text; :class:`SettingsError` naming the problem."""
+    """Settings from TOML text; :class:`SettingsError` naming the problem.
+
+    >>> settings = parse_settings('''
+    ... [defaults]
+    ... attempts_per_hour = 3
+    ... [assignments.ps1_parameters]
+    ... attempts_per_day = "unlimited"
+    ... ''')
+    >>> rules = settings.rules("ps1_parameters")
+    >>> rules.attempts_per_hour, rules.attempts_per_day
+    (3, None)
+    >>> try:
+    ...     parse_settings("assignments.ps1_parameters.hidden_checks = 'show'")
+    ... except SettingsError as exc:
+    ...     print(exc)
+    grading_service.toml [assignments.ps1_parameters]: hidden_checks must be one of 'pass-fail', 'as-graded', got 'show'
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -118,7 +154,16 @@ def parse_settings(text: str, where: str = SETTINGS_FILE) -> ServiceSettings:
 
 
 def load_settings(course: str | Path) -> ServiceSettings:
-    """The course's ``grading_service.toml``; no file: nothing is graded on submit."""
+    r"""The course's ``grading_service.toml``; no file: nothing is graded on submit.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as course:
+    ...     print(load_settings(course))
+    ...     _ = Path(course, SETTINGS_FILE).write_text("[service]\ncheck_owner = false\n[assignments.ps1_parameters]\n")
+    ...     print(load_settings(course).check_owner, list(load_settings(course).assignments))
+    ServiceSettings(assignments={}, check_owner=True)
+    False ['ps1_parameters']
+    """
     path = Path(course) / SETTINGS_FILE
     try:
         text = path.read_text()

@@ -31,19 +31,62 @@ from . import guards
 from .codec import ModuleState, apply_module_state
 from .protocol import CELL_TIMEOUT, KERNEL_DIED, Reply, Request
 
-__all__ = ["GraderSession", "StudentFunction", "StudentError", "KernelTimeout", "KernelDied", "bound_names"]
+__all__ = [
+    "GraderSession",
+    "StudentFunction",
+    "StudentError",
+    "KernelTimeout",
+    "KernelDied",
+    "bound_names",
+    "loaded_names",
+]
 
 
 class StudentError(Exception):
-    """The student's code raised while a check called it (its traceback is in the cell output)."""
+    r"""The student's code raised while a check called it (its traceback is in the cell output).
+
+    >>> def kernel(request, modules):  # a student's function that divides by zero
+    ...     if request.op == "get":
+    ...         return Reply(callable=True)
+    ...     return Reply(error=("ZeroDivisionError", "division by zero", ['  File "<cell 3>", line 2, in mean']))
+    >>> session = GraderSession(["def mean(xs): ..."], [], kernel)
+    >>> [error] = session.run_test("mean([])", "check_mean")
+    >>> print("\n".join(error["traceback"]))
+    Traceback (most recent call last):
+      test cell, line 1
+      in the student's code:
+      File "<cell 3>", line 2, in mean
+    StudentError: mean raised ZeroDivisionError: division by zero
+    >>> session.close()
+    """
 
 
 class KernelTimeout(Exception):
-    """The student's code did not return within the cell's time."""
+    """The student's code did not return within the cell's time.
+
+    The link raises it; the test cell's output names it as nbgrader's cell timeout:
+
+    >>> def kernel(request, modules):
+    ...     raise KernelTimeout("the notebook's code did not return within 30 s")
+    >>> session = GraderSession(["model = ..."], [], kernel)
+    >>> [error] = session.run_test("model", "check_model")
+    >>> error["ename"], error["evalue"]
+    ('CellTimeoutError', "the notebook's code did not return within 30 s")
+    >>> session.close()
+    """
 
 
 class KernelDied(Exception):
-    """The student's kernel died while a check called into it."""
+    """The student's kernel died while a check called into it.
+
+    >>> def kernel(request, modules):
+    ...     raise KernelDied("the kernel died while a check called into it")
+    >>> session = GraderSession(["model = ..."], [], kernel)
+    >>> [error] = session.run_test("model", "check_model")
+    >>> error["ename"]
+    'DeadKernelError'
+    >>> session.close()
+    """
 
 
 # A request goes to the kernel and its decoded reply comes back: set by the executor.
@@ -51,7 +94,13 @@ Transport = Callable[[Request, list[nn.Module]], Reply]
 
 
 def bound_names(source: str) -> set[str]:
-    """Names a cell binds at its top level (assignments, defs, classes, imports, loop targets)."""
+    r"""Names a cell binds at its top level (assignments, defs, classes, imports, loop targets).
+
+    >>> sorted(bound_names("import torch.nn as nn\ndef head(d): ...\nfor epoch in range(3): loss = [x for x in ()]"))
+    ['epoch', 'head', 'loss', 'nn']
+    >>> bound_names("def broken(:")
+    set()
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -77,6 +126,11 @@ def bound_names(source: str) -> set[str]:
 
 
 def loaded_names(source: str) -> set[str]:
+    """Names a cell reads, anywhere in it: those a test cell may need from the student's kernel.
+
+    >>> sorted(loaded_names("expect_equal(count_params(model), 12)"))
+    ['count_params', 'expect_equal', 'model']
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -85,7 +139,14 @@ def loaded_names(source: str) -> set[str]:
 
 
 class StudentFunction:
-    """A function defined in the student's notebook: calling it runs it there, on copies of the arguments."""
+    """A function defined in the student's notebook: calling it runs it there, on copies of the arguments.
+
+    >>> session = GraderSession([], [], lambda request, modules: Reply(value=2 * request.args[0]))
+    >>> double = StudentFunction(session, "double")
+    >>> double, double(21)
+    (<function double from the student's notebook>, 42)
+    >>> session.close()
+    """
 
     def __init__(self, session: GraderSession, name: str):
         self._session, self.__name__ = session, name
@@ -98,7 +159,21 @@ class StudentFunction:
 
 
 class GraderSession:
-    """The grader's namespace for one notebook and the link to the student's kernel."""
+    r"""The grader's namespace for one notebook and the link to the student's kernel.
+
+    Here the student's kernel is a function that answers requests (the executor's is :class:`~.link.KernelLink`):
+
+    >>> def kernel(request, modules):
+    ...     if request.op == "get":  # what is `count_params` in the notebook? a function
+    ...         return Reply(callable=True)
+    ...     return Reply(value=10)  # count_params(model): the student's answer
+    >>> session = GraderSession(["def count_params(m): ..."], ["import torch\nmodel = torch.nn.Linear(3, 3)"], kernel)
+    >>> session.run_setup("import torch\nmodel = torch.nn.Linear(3, 3)")  # the instructor's setup, in the grader
+    >>> [error] = session.run_test("assert count_params(model) == 12, count_params(model)", "check_count")
+    >>> error["ename"], error["evalue"]
+    ('AssertionError', '10')
+    >>> session.close()
+    """
 
     def __init__(self, solution_sources: list[str], setup_sources: list[str], transport: Transport):
         self.transport = transport

@@ -49,7 +49,16 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
 
 
 def start() -> None:
-    """Start the fork server now: it imports :data:`PRELOAD` while nothing waits for it, not at the first job."""
+    """Start the fork server now: it imports :data:`PRELOAD` while nothing waits for it, not at the first job.
+
+    The service calls it once, at start-up. Here the server itself is not started:
+
+    >>> from unittest import mock
+    >>> with mock.patch("multiprocessing.forkserver.ensure_running") as ensure_running:
+    ...     start()
+    >>> ensure_running.call_count, PRELOAD[:2]
+    (1, ['ftlab.grading.jobproc', 'nbgrader.apps.nbgraderapp'])
+    """
     from multiprocessing import forkserver
 
     _forkserver()
@@ -79,7 +88,21 @@ def _child(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
 
 
 def run_warm(argv: list[str], cwd: Path, env: dict[str, str], wall_clock: float) -> tuple[int | None, str]:
-    """``python -m ftlab.grading.jobproc ARGV`` in ``cwd``, warm; (returncode, output), None when killed on time."""
+    """``python -m ftlab.grading.jobproc ARGV`` in ``cwd``, warm; (returncode, output), None when killed on time.
+
+    Here the fork server's process is a stand-in that is still running when the wall
+    clock runs out (nothing is forked):
+
+    >>> import tempfile
+    >>> from unittest import mock
+    >>> with tempfile.TemporaryDirectory() as course, mock.patch.object(_forkserver(), "Process") as process:
+    ...     job = process.return_value
+    ...     job.exitcode, job.pid = None, 4194305  # no such process: killing it is harmless
+    ...     run_warm(["--", "autograde", "ps1_parameters", "--student=alice"], Path(course), {}, wall_clock=600)
+    (None, '')
+    >>> process.call_args.kwargs["target"] is _child, job.join.call_args_list  # 600 s, killed, 30 s more
+    (True, [call(600), call(30)])
+    """
     log = Path(cwd) / ".ftlab-job.log"
     context = _forkserver()
     proc = context.Process(target=_child, args=(argv, str(cwd), env, str(log)), name="ftlab-job")
