@@ -42,3 +42,14 @@ def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} docstring examples failed"
+
+
+def test_every_public_function_and_class_has_an_example():
+    """The reference shows an example under each public name's signature: a name without one is listed here."""
+    missing = [
+        f"{name}.{item}"
+        for name in MODULES
+        for item in _public(importlib.import_module(name))
+        if ">>>" not in (inspect.getdoc(getattr(importlib.import_module(name), item)) or "")
+    ]
+    assert missing == [], f"{len(missing)} public names without a docstring example: {missing}"
