@@ -653,6 +653,7 @@ def grade_class(
     scheduler: str | None = None,
     force: bool = False,
     log=print,
+    warm: bool = True,
 ) -> list[NotebookResult]:
     """Autograde ``assignment`` for each student in ``submitted/``; return and write the report rows.
 
@@ -664,7 +665,9 @@ def grade_class(
     isolation (refused unless asked for; every row says so); ``nbgrader_args`` go to
     every ``nbgrader autograde`` call (e.g. ``["--Execute.timeout=30"]``). A submission
     graded completely before, with the same files, sources and options, is not graded
-    again unless ``force``. Writes ``report`` (default ``reports/<assignment>.csv``).
+    again unless ``force``. ``warm``: each local job forks from a process that has done its
+    imports once (:mod:`.warm`), not a new interpreter -- a class pays nbgrader's and
+    torch's start-up once, not per submission. Writes ``report`` (default ``reports/<assignment>.csv``).
     Raises :class:`GradingError` when the run cannot start, or stopped early (the
     report of what was graded is written first).
 
@@ -679,7 +682,7 @@ def grade_class(
     >>> row.status, row.score, row.max_score, row.detail
     ('missing', 0.0, 2.0, 'no such notebook submitted; nbgrader gives 0')
     """
-    local = LocalRunner(jobs)  # checks jobs even when a cluster grades
+    local = LocalRunner(jobs, warm=warm)  # checks jobs even when a cluster grades
     runner = local if scheduler is None else DaskRunner(scheduler)
     if sandbox and scheduler is None:  # a cluster's workers check their own machines
         problem = check_available()
@@ -746,6 +749,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--report", help="CSV path (default reports/<assignment>.csv)")
     parser.add_argument("--scheduler", help="Dask scheduler address: grade on the cluster's workers (tcp://host:8786)")
     parser.add_argument("--force", action="store_true", help="grade again what is unchanged since it was graded")
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="start each grading process as a new interpreter, not forked warm (slower; for comparison)",
+    )
     return parser
 
 
@@ -772,6 +780,7 @@ def run_cli(args: argparse.Namespace, extra: list[str]) -> int:
             scheduler=args.scheduler,
             force=args.force,
             log=lambda line: print(line, file=sys.stderr),
+            warm=not args.cold_start,
         )
     except (GradingError, ValueError) as exc:
         print(f"ftlab grade: error: {exc}", file=sys.stderr)
