@@ -222,6 +222,29 @@ def test_ftlab_grade_refuses_unknown_options_before_reading_the_course(tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_ftlab_grade_forks_its_jobs_warm_unless_told_to_start_them_cold(monkeypatch, tmp_path):
+    """`ftlab grade` grades with warm jobs by default; ``--cold-start`` starts each as a new interpreter."""
+    from ftlab.grading import driver
+
+    seen = []
+    monkeypatch.setattr(driver, "grade_class", lambda *args, **kw: seen.append(kw["warm"]) or [])
+    assert ftlab_main(["grade", "ps1"]) == 0 and ftlab_main(["grade", "ps1", "--cold-start"]) == 0
+    assert seen == [True, False]
+    monkeypatch.undo()
+
+    class Made(Exception):
+        """Raised by the stand-in runner: grade_class stops before it reads the course."""
+
+    def local_runner(jobs, warm):
+        raise Made(warm)
+
+    monkeypatch.setattr(driver, "LocalRunner", local_runner)
+    for warm in (True, False):
+        with pytest.raises(Made) as made:
+            driver.grade_class("ps1", root=tmp_path, warm=warm)
+        assert made.value.args == (warm,)
+
+
 # --------------------------------------------------------------------------- the sandbox itself
 
 
