@@ -5,7 +5,9 @@ working directory ``lessons/``, ``FTLAB_FAST=1``), the way the website build doe
 (``docs/build_site.py``), and check that no cell fails and that the worked numbers the
 notebooks compute are the course's numbers. ``FTLAB_LESSONS_FULL=1`` (``make lessons-full``)
 runs them in full mode instead, where the lessons' ``if not FAST: assert ...`` cells check
-the results their prose claims. Each notebook also asserts its own numbers in visible
+the results their prose claims, and records each lesson's run time in
+``lessons/measured/lesson_times.json`` (``benchmarks/lesson_times.py``), which the lessons'
+first cells cite. Each notebook also asserts its own numbers in visible
 ``assert`` cells; the printed text checked here guards against those cells being edited away.
 
 In fast mode the website is then built from those same runs (each lesson executes once) and
@@ -18,6 +20,7 @@ go to ``$TMPDIR/ftlab-site-screenshots``.
 import ast
 import functools
 import http.server
+import importlib.util
 import inspect
 import os
 import re
@@ -44,6 +47,9 @@ EXPECTED_LESSONS = [
     "06_best_practices.ipynb",
 ]
 FULL = os.environ.get("FTLAB_LESSONS_FULL", "0") not in ("", "0")
+_spec = importlib.util.spec_from_file_location("lesson_times", ROOT / "benchmarks" / "lesson_times.py")
+lesson_times = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lesson_times)
 
 # Text each executed lesson must print -- numbers its own code computed (a str, or a pattern).
 MUST_PRINT = {
@@ -153,8 +159,9 @@ def executed(tmp_path_factory):
     Fast mode (``make test``): the first call runs every lesson the way the website build does
     (``docs/build_site.py``, into a fresh cache), and the site tests below build the site from these runs:
     each lesson executes once. Full mode (``make lessons-full``) runs the lessons asked for, one at a
-    time, and keeps them in the full site's cache (``build/site/full/executed``), so that a ``make site``
-    after it executes nothing again. A failure is kept and raised again for the next test that asks.
+    time, keeps them in the full site's cache (``build/site/full/executed``), so that a ``make site``
+    after it executes nothing again, and records each run's seconds in ``lessons/measured/lesson_times.json``.
+    A failure is kept and raised again for the next test that asks.
     """
     runs: dict[Path, object] = {}
     cache = ROOT / "build" / "site" / "full" / "executed" if FULL else tmp_path_factory.mktemp("executed")
@@ -163,6 +170,9 @@ def executed(tmp_path_factory):
         if path not in runs:
             paths = [path] if FULL else sorted(LESSONS_DIR.glob("*.ipynb"))
             runs.update(build_site.run_lessons(fast=not FULL, cache=cache, paths=paths, reuse=False))
+            if FULL and not isinstance(runs[path], Exception):  # the run time the lesson's first cell cites
+                seconds = runs[path].metadata["ftlab_run"]["seconds"]
+                lesson_times.record(path.stem, "full", seconds, "make lessons-full (tests/test_lessons.py)")
         if isinstance(runs[path], Exception):
             raise runs[path]
         return runs[path], runs[path].metadata["ftlab_run"]["seconds"]
