@@ -84,7 +84,7 @@ def test_measured_files_are_complete():
 
 def test_prose_cites_measured_numbers():
     claims = _claims()
-    assert any(name == "03_learning_rate.ipynb" for name, *_ in claims), "lesson 3 cites no measured number"
+    assert any(name == "03_learning_rate.ipynb" for name, *_ in claims), "lesson 3a cites no measured number"
     for name, written, unit, source, key in claims:
         path = MEASURED / f"{source}.json"
         assert path.exists(), f"{name}: {written}{unit} cites {source}, but {path.name} is not committed"
