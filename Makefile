@@ -48,8 +48,10 @@ test-fast: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow"
 
-# Every lesson top to bottom in full mode (FTLAB_FAST=0), with the asserts that check its prose's claims.
-# Slow: tens of minutes on a 2-core CPU. One lesson: make lessons-full K=03_learning_rate
+# Every lesson top to bottom in full mode (FTLAB_FAST=0), with the asserts that check its prose's claims; each
+# lesson's seconds go into lessons/measured/lesson_times.json, which its first cell cites (tests/test_measured.py).
+# Slow: tens of minutes on a 2-core CPU. One lesson: make lessons-full K=03_learning_rate (lesson 3a; 3b is
+# K=03b_layerwise_rates)
 # Without K it first re-measures the numbers the prose cites (`make measured`).
 lessons-full: $(VENV)/.installed
 	$(if $(K),,$(MAKE) measured)

@@ -1,6 +1,6 @@
-"""Lesson 3's learning-rate arms over several seeds: the numbers the course's rate story cites.
+"""Lesson 3a's learning-rate arms over several seeds: the numbers the course's rate story cites.
 
-Same task as lesson 3 in full mode (EfficientNet-Lite0 pretrained on ImageNet,
+Same task as lesson 3a in full mode (EfficientNet-Lite0 pretrained on ImageNet,
 a new 10-class head, digits at 64 px with 60 images per class, 3 epochs of
 full-network training, batches of 32). Each seed ``s`` draws its own split
 (``load_dataset(..., seed=s)``) and trains with ``s`` (new head's init,
@@ -21,7 +21,7 @@ Arms (rates are AdamW's; weight decay ``Settings.weight_decay`` on weights only)
 * ``fine_tune_all``: ftlab's strategy, every layer from a new head at
   ``Settings.lr`` (2e-3), one-cycle, BatchNorm statistics following the new data;
 * ``new_head_1e-4``: every layer from a new head at 1e-4, BatchNorm live
-  (lesson 3's old arm: a low rate without the head-first stage);
+  (lesson 3a's old arm: a low rate without the head-first stage);
 * ``bn_fixed_2e-3``: as ``fine_tune_all`` but BatchNorm statistics fixed;
 * ``scratch``: ftlab's strategy, random init at ``Settings.scratch_lr`` (3e-3).
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     if a.quick:
         a.seeds, a.size, a.per_class, a.epochs = 1, 32, 20, 2
-    s = Settings(epochs=a.epochs, batch_size=32)  # lesson 3's batches of 32; every other field Settings'
+    s = Settings(epochs=a.epochs, batch_size=32)  # lesson 3a's batches of 32; every other field Settings'
     start = time.perf_counter()
     per_seed = [run_seed(seed, s, a.size, a.per_class, a.arms) for seed in range(a.seeds)]
     val = {arm: _stats([r[arm][0] for r in per_seed]) for arm in a.arms}
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         head_only = None
     sp = per_seed[0]["_splits"]
     result = {
-        "what": "lesson 3's learning-rate arms over seeds (benchmarks/lr_story.py)",
+        "what": "lesson 3a's learning-rate arms over seeds (benchmarks/lr_story.py)",
         "task": {
             "model": "efficientnet_lite0 (ImageNet-pretrained, timm, offline), new 10-class head",
             "data": "digits",

@@ -248,7 +248,7 @@ def syllabus_links() -> dict[str, set[str]]:
             continue
         if "where taught" not in header or "assessed in" not in header or set("".join(cells)) <= set("-: "):
             continue
-        taught = re.findall(r"`(\d\d_[a-z0-9_]+)`", cells[header.index("where taught")])
+        taught = re.findall(r"`(\d\d[a-z]?_[a-z0-9_]+)`", cells[header.index("where taught")])
         graded = re.findall(r"`(ps\d+_[a-z0-9_]+)`", cells[header.index("assessed in")])
         for lesson in taught:
             links.setdefault(lesson, set()).update(graded)

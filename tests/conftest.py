@@ -9,7 +9,7 @@ LONGEST_FIRST = [
     "test_nbgrader.py",  # half a class through nbgrader and `ftlab grade`, hostile students (minutes)
     "test_nbgrader_training.py",  # the other half: the assignments that train (minutes)
     "test_hub.py",  # a real JupyterHub: the class, graded on submit in a browser (minutes)
-    "test_lessons.py",  # six lessons headless
+    "test_lessons.py",  # the lessons headless
     "test_exercises.py",  # nbgrader validate on every notebook
     "test_cluster.py",
     "test_check_report.py",

@@ -5,7 +5,9 @@ working directory ``lessons/``, ``FTLAB_FAST=1``), the way the website build doe
 (``docs/build_site.py``), and check that no cell fails and that the worked numbers the
 notebooks compute are the course's numbers. ``FTLAB_LESSONS_FULL=1`` (``make lessons-full``)
 runs them in full mode instead, where the lessons' ``if not FAST: assert ...`` cells check
-the results their prose claims. Each notebook also asserts its own numbers in visible
+the results their prose claims, and records each lesson's run time in
+``lessons/measured/lesson_times.json`` (``benchmarks/lesson_times.py``), which the lessons'
+first cells cite. Each notebook also asserts its own numbers in visible
 ``assert`` cells; the printed text checked here guards against those cells being edited away.
 
 In fast mode the website is then built from those same runs (each lesson executes once) and
@@ -18,6 +20,7 @@ go to ``$TMPDIR/ftlab-site-screenshots``.
 import ast
 import functools
 import http.server
+import importlib.util
 import inspect
 import os
 import re
@@ -37,12 +40,16 @@ LESSONS = sorted(LESSONS_DIR.glob("*.ipynb"))
 EXPECTED_LESSONS = [
     "01_what_pretrained_layers_learn.ipynb",
     "02_feature_extraction_vs_fine_tuning.ipynb",
-    "03_learning_rate.ipynb",
+    "03_learning_rate.ipynb",  # lesson 3a
+    "03b_layerwise_rates.ipynb",  # lesson 3b
     "04_choosing_a_strategy.ipynb",
     "05_bert.ipynb",
     "06_best_practices.ipynb",
 ]
 FULL = os.environ.get("FTLAB_LESSONS_FULL", "0") not in ("", "0")
+_spec = importlib.util.spec_from_file_location("lesson_times", ROOT / "benchmarks" / "lesson_times.py")
+lesson_times = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lesson_times)
 
 # Text each executed lesson must print -- numbers its own code computed (a str, or a pattern).
 MUST_PRINT = {
@@ -54,6 +61,9 @@ MUST_PRINT = {
         "ftlab unfreeze_top  BatchNorm running means moved by up to 0.000",
     ],
     "03_learning_rate.ipynb": [
+        re.compile(r"onecycle: 0\.04 of the rate at step 0, the full rate at step \d+ of \d+"),
+    ],
+    "03b_layerwise_rates.ipynb": [
         "layer 4: 1e-3 x 0.1^0 = 1e-03\nlayer 3: 1e-3 x 0.1^1 = 1e-04\nlayer 2: 1e-3 x 0.1^2 = 1e-05\nlayer 1: 1e-3 x 0.1^3 = 1e-06",
         "layer1  lr=1e-06  params=262,656",
         "head    lr=1e-03  params=65,922",
@@ -104,7 +114,8 @@ def _text_outputs(nb) -> str:
 # --------------------------------------------------------------------------- static (fast)
 
 
-def test_the_six_lessons_are_there():
+def test_the_lessons_are_there():
+    """Six lessons, the third in two parts (3a, 3b): the file names keep lessons 4-6 where the texts cite them."""
     assert [p.name for p in LESSONS] == EXPECTED_LESSONS
 
 
@@ -148,8 +159,9 @@ def executed(tmp_path_factory):
     Fast mode (``make test``): the first call runs every lesson the way the website build does
     (``docs/build_site.py``, into a fresh cache), and the site tests below build the site from these runs:
     each lesson executes once. Full mode (``make lessons-full``) runs the lessons asked for, one at a
-    time, and keeps them in the full site's cache (``build/site/full/executed``), so that a ``make site``
-    after it executes nothing again. A failure is kept and raised again for the next test that asks.
+    time, keeps them in the full site's cache (``build/site/full/executed``), so that a ``make site``
+    after it executes nothing again, and records each run's seconds in ``lessons/measured/lesson_times.json``.
+    A failure is kept and raised again for the next test that asks.
     """
     runs: dict[Path, object] = {}
     cache = ROOT / "build" / "site" / "full" / "executed" if FULL else tmp_path_factory.mktemp("executed")
@@ -158,6 +170,9 @@ def executed(tmp_path_factory):
         if path not in runs:
             paths = [path] if FULL else sorted(LESSONS_DIR.glob("*.ipynb"))
             runs.update(build_site.run_lessons(fast=not FULL, cache=cache, paths=paths, reuse=False))
+            if FULL and not isinstance(runs[path], Exception):  # the run time the lesson's first cell cites
+                seconds = runs[path].metadata["ftlab_run"]["seconds"]
+                lesson_times.record(path.stem, "full", seconds, "make lessons-full (tests/test_lessons.py)")
         if isinstance(runs[path], Exception):
             raise runs[path]
         return runs[path], runs[path].metadata["ftlab_run"]["seconds"]

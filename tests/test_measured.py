@@ -10,7 +10,11 @@ README.md) followed at once by an HTML comment naming where it comes from -- inv
 ``lr_story`` is ``lessons/measured/lr_story.json`` (written by ``benchmarks/lr_story.py --write``, which
 ``make measured`` runs); the key is a dotted path into it. The number before the marker (a unit such as
 ``%`` or ``s`` may stand between) must equal the value rounded to the decimals written; a ``%`` means the
-value is a fraction printed as a percentage. Fast: it reads files only.
+value is a fraction printed as a percentage, a ``min`` that it is seconds printed as minutes.
+
+``lesson_times`` is ``lessons/measured/lesson_times.json``, each lesson's run time (written by
+``benchmarks/lesson_times.py`` and by ``make lessons-full``): every lesson's first cell cites its own full
+and fast times from it. Fast: it reads files only.
 """
 
 import json
@@ -22,8 +26,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = ROOT / "lessons" / "measured"
-MARKER = re.compile(r"([-+]?\d+(?:\.\d+)?)(\s*(?:%|s|x|×)?)\s*<!--\s*(\w+):\s*([\w.\-]+)\s*-->")
-PROSE = [ROOT / "README.md", *sorted((ROOT / "lessons").glob("*.ipynb"))]
+MARKER = re.compile(r"([-+]?\d+(?:\.\d+)?)(\s*(?:%|min|s|x|×)?)\s*<!--\s*(\w+):\s*([\w.\-]+)\s*-->")
+LESSONS = sorted((ROOT / "lessons").glob("*.ipynb"))
+PROSE = [ROOT / "README.md", *LESSONS]
+TIMES = MEASURED / "lesson_times.json"
 
 
 def _markdown(path: Path) -> str:
@@ -48,19 +54,21 @@ def _claims():
 
 
 def agrees(written: str, unit: str, value: float) -> bool:
-    """``written`` (with ``unit``) is ``value`` rounded as printed: a ``%`` scales a fraction by 100."""
+    """``written`` (with ``unit``) is ``value`` rounded as printed: a ``%`` scales a fraction by 100, a ``min``
+    turns seconds into minutes."""
     decimals = len(written.split(".")[1]) if "." in written else 0
-    shown = value * 100 if unit.strip() == "%" else value
+    shown = {"%": value * 100, "min": value / 60}.get(unit.strip(), value)
     return f"{shown:.{decimals}f}" == f"{float(written):.{decimals}f}"
 
 
 def test_agrees_rounds_as_printed():
     assert agrees("96.7", " %", 0.9666) and not agrees("96.6", " %", 0.9666)
     assert agrees("0.967", "", 0.96666) and agrees("41", " s", 40.6) and not agrees("40", " s", 40.6)
+    assert agrees("9", " min", 515) and agrees("8.6", " min", 515) and not agrees("8", " min", 515)
 
 
 def test_measured_files_are_complete():
-    files = sorted(MEASURED.glob("*.json"))
+    files = sorted(p for p in MEASURED.glob("*.json") if p != TIMES)  # lesson_times.json: the test below
     assert files, "no measured numbers committed"
     for path in files:
         data = json.loads(path.read_text())
@@ -76,7 +84,7 @@ def test_measured_files_are_complete():
 
 def test_prose_cites_measured_numbers():
     claims = _claims()
-    assert any(name == "03_learning_rate.ipynb" for name, *_ in claims), "lesson 3 cites no measured number"
+    assert any(name == "03_learning_rate.ipynb" for name, *_ in claims), "lesson 3a cites no measured number"
     for name, written, unit, source, key in claims:
         path = MEASURED / f"{source}.json"
         assert path.exists(), f"{name}: {written}{unit} cites {source}, but {path.name} is not committed"
@@ -90,3 +98,23 @@ def test_no_malformed_marker(path):
     text = _markdown(path)
     markers = re.findall(r"<!--\s*\w+:\s*[\w.\-]+\s*-->", text)
     assert len(markers) == len(MARKER.findall(text)), f"{path.name}: a measured-number marker follows no number"
+
+
+def test_lesson_times_are_complete():
+    """Every lesson on disk has a run time in both modes, with the machine, the date and where it came from."""
+    data = json.loads(TIMES.read_text(encoding="utf-8"))
+    assert data["gpu"]  # what is known about GPU run times, if only "not measured"
+    for mode in ("full", "fast"):
+        assert set(data[mode]) == {p.stem for p in LESSONS}, f"{mode}: lessons without a time, or times of none"
+        for lesson, entry in data[mode].items():
+            assert entry["seconds"] > 0, (mode, lesson)
+            assert all(entry.get(field) for field in ("machine", "date", "source")), (mode, lesson)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_states_its_run_time(path):
+    """The first cell cites the lesson's own full and fast run times from lesson_times.json."""
+    first = nbformat.read(path, as_version=4).cells[0].source
+    cited = {(source, key) for *_, source, key in MARKER.findall(first)}
+    for mode in ("full", "fast"):
+        assert ("lesson_times", f"{mode}.{path.stem}.seconds") in cited, f"{path.name}: no {mode}-mode run time"

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MAP = ROOT / "lessons" / "SYLLABUS_MAP.md"
 SOURCES = ["000", "001", "002", "003"]
-REF = re.compile(r'`(?P<stem>[0-9]{2}_[a-z0-9_]+|ps[0-9]+_[a-z0-9_]+)` § "(?P<heading>[^"]+)"')
+REF = re.compile(r'`(?P<stem>[0-9]{2}[a-z]?_[a-z0-9_]+|ps[0-9]+_[a-z0-9_]+)` § "(?P<heading>[^"]+)"')
 
 
 def table_rows(text: str) -> list[dict[str, str]]:
