@@ -243,7 +243,7 @@ class HiddenChecksPassFail(NbGraderPreprocessor):
     failed, never the values) is what the student may see. Put it before
     ``ClearHiddenTests`` (which removes the marker it looks for); ``ftlab serve`` does.
 
-    >>> check = nbformat.v4.new_code_cell("### BEGIN HIDDEN TESTS\nexpect_close(softmax(z), want, hidden=True)")
+    >>> check = nbformat.v4.new_code_cell(HIDDEN_MARK + "\nexpect_close(softmax(z), want, hidden=True)")
     >>> check.metadata.nbgrader = {"grade": True, "grade_id": "check_softmax", "points": 3, "score": 0}
     >>> check.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="softmax: 2 of 2 values differ",
     ...                                         traceback=["expect_close(softmax(z), torch.tensor([0.515, 0.485]))"])]
