@@ -57,10 +57,12 @@ lessons-full: $(VENV)/.installed
 	$(if $(K),,$(MAKE) measured)
 	FTLAB_LESSONS_FULL=1 $(BIN)/python -m pytest tests/test_lessons.py -m slow -s -q --timeout=0 $(if $(K),-k $(K))
 
-# The measured numbers the lessons' prose cites: lessons/measured/*.json, rewritten here (about 20 minutes on
-# a 2-core CPU, one torch thread). tests/test_measured.py then fails wherever the prose no longer agrees.
+# The measured numbers the lessons' prose cites: lessons/measured/*.json, rewritten here (lr_story about 20 minutes,
+# near_far about 13 minutes on a 2-core CPU, one torch thread). tests/test_measured.py then fails wherever
+# the prose no longer agrees.
 measured: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/lr_story.py --write
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/near_far.py --write
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab lessons/

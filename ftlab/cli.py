@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="compare fine-tuning strategies: accuracy vs compute")
     c.add_argument("--model", default="efficientnet_lite0", help="efficientnet_lite0 (default) or minilm")
-    c.add_argument("--dataset", default="digits", help="digits (default), lfw_faces, vader_words, ...")
+    c.add_argument("--dataset", default="digits", help="digits (default), photo_patches, lfw_faces, vader_words, ...")
     c.add_argument("--strategies", help=f"comma-separated subset of {','.join(STRATEGIES)}")
     c.add_argument("--epochs", type=int, help="fine-tuning epochs per strategy")
     c.add_argument("--lr", type=float, help="fine-tuning learning rate")

@@ -7,7 +7,8 @@ grayscale 8x8 digit becomes an RGB image of whatever size the network wants.
 Text items are ``(text, y)``; :func:`text_collate` tokenizes a batch.
 
 Offline data sets ship inside installed packages: ``digits`` (scikit-learn),
-``lfw_faces`` (scikit-image) and ``vader_words`` (the VADER sentiment lexicon).
+``lfw_faces`` (scikit-image), ``photo_patches`` (scikit-image's and scikit-learn's
+sample photographs) and ``vader_words`` (the VADER sentiment lexicon).
 Their tensors are computed once, in memory, so training epochs are fast.
 Online ones (``oxford_pets``, ``eurosat``, ``flowers102``, ``cifar10`` through
 torchvision; ``sst2`` through the optional ``datasets`` package) live under
@@ -15,7 +16,8 @@ torchvision; ``sst2`` through the optional ``datasets`` package) live under
 only with ``download=True``.
 
 Splits are stratified (every class in the same proportions in each split) and
-depend only on ``seed``. Where a data set has an official test split it is used
+depend only on ``seed``; ``photo_patches`` is split by blocks of each photo, so
+no test patch overlaps a training patch. Where a data set has an official test split it is used
 as the test set (comparable with published numbers) and validation is carved
 out of the training data.
 """
@@ -292,10 +294,18 @@ def _array_splits(
 ) -> Splits:
     """Splits of small in-memory images (N, H, W) or (N, H, W, 3) with values in [0, 1]."""
     _check_labels(labels, classes, "images")
+    parts = stratified_split(labels, fractions, seed, max_per_class, classes)
+    return _index_splits(images, labels, classes, preprocess, parts)
+
+
+def _index_splits(
+    images: np.ndarray, labels: np.ndarray, classes: list[str], preprocess: ImagePreprocess, parts: list[np.ndarray]
+) -> Splits:
+    """Splits of in-memory images (as :func:`_array_splits`) at given train/val/test indices."""
     raw = torch.as_tensor(images, dtype=torch.float32)
     raw = raw.unsqueeze(1) if raw.ndim == 3 else raw.permute(0, 3, 1, 2)
     y = torch.as_tensor(labels, dtype=torch.long)
-    train, val, test = stratified_split(labels, fractions, seed, max_per_class, classes)
+    train, val, test = parts
     total = (len(train) + len(val) + len(test)) * 3 * preprocess.size**2 * 4
     precompute = total <= _PRECOMPUTE_LIMIT_BYTES
 
@@ -324,6 +334,87 @@ def _lfw_faces(preprocess, seed, fractions, max_per_class, root, download) -> Sp
     images = lfw_subset()  # 200 grayscale 25x25 crops: the first 100 are faces, the rest are not
     labels = np.repeat([0, 1], [100, len(images) - 100])
     return _array_splits(images, labels, ["face", "non-face"], preprocess, seed, fractions, max_per_class)
+
+
+# Seven everyday colour photographs shipped with scikit-image and scikit-learn: the classes of ``photo_patches``.
+_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "china", "flower", "motorcycle")
+_PATCH, _BLOCK = 48, 96  # a patch's side; the side of the blocks the split is made of (4 patches per block)
+
+
+def _photos() -> dict[str, np.ndarray]:
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images
+    images = {
+        "astronaut": skimage.data.astronaut(),  # 512 x 512
+        "coffee": skimage.data.coffee(),  # 400 x 600
+        "chelsea": skimage.data.chelsea(),  # 300 x 451, a tabby cat
+        "rocket": skimage.data.rocket(),  # 427 x 640, a launch pad at dusk
+        "china": china,  # 427 x 640, a temple on a lake (scikit-learn)
+        "flower": flower,  # 427 x 640, a dahlia (scikit-learn)
+        "motorcycle": skimage.data.stereo_motorcycle()[0],  # 500 x 741, the left view only
+    }
+    return {name: images[name] for name in _PHOTOS}
+
+
+def photo_patch_grid(image: np.ndarray, patch: int = _PATCH, block: int = _BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``image`` (H, W, 3) into whole ``block`` x ``block`` blocks on a grid (the ragged edge is dropped),
+    each block into non-overlapping ``patch`` x ``patch`` patches; return the patches and each one's block number.
+
+    Splitting by block keeps every patch of one block in one split, so no test patch overlaps a training patch.
+    """
+    rows, cols = image.shape[0] // block, image.shape[1] // block
+    patches, blocks = [], []
+    for b in range(rows * cols):
+        top, left = (b // cols) * block, (b % cols) * block
+        for r in range(top, top + block - patch + 1, patch):
+            for c in range(left, left + block - patch + 1, patch):
+                patches.append(image[r : r + patch, c : c + patch])
+                blocks.append(b)
+    return np.stack(patches), np.asarray(blocks)
+
+
+def _photo_patches(preprocess, seed, fractions, max_per_class, root, download) -> Splits:
+    """Which photograph a 48 x 48 colour patch was cut from; train/val/test from disjoint 96-px blocks.
+
+    A *near* target for an ImageNet network: everyday colour photographs (a person, a coffee cup, a tabby cat, a
+    rocket, a temple, a flower, a motorcycle), the kind of picture ImageNet is made of, several of them close to
+    its classes. It replaced ``lfw_faces`` as lesson 4's near target because frozen ImageNet features do not
+    solve it outright -- feature extraction stays well below 1.0 on validation at 96 px, far above chance (1/7),
+    in ``lessons/measured/near_far.json`` -- while on faces it scored 1.000 on validation and test.
+    Limits: each class is one photograph, so this is recognising a scene from a small part of it -- colour,
+    texture and object parts -- not recognising a category in new photos; a test patch comes from a block no
+    training patch touches, but neighbouring blocks of one photo look alike, so it is easier than a new photo.
+    The photos give different numbers of blocks (``chelsea`` 12, ``motorcycle`` 35), so the classes are not
+    balanced unless ``max_per_class`` caps them.
+
+    The split is drawn over blocks, class by class (:func:`stratified_split` of the blocks with ``fractions``);
+    ``max_per_class`` then keeps, in each split, at most the share of ``max_per_class`` patches that
+    :func:`stratified_split` would give it (with fractions 1/3, 1/3 and ``max_per_class=45``: 15 patches per
+    class in each split), drawn at random from that split's blocks.
+    """
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    images, labels, offset = [], [], 0
+    for label, image in enumerate(_photos().values()):
+        patches, blocks = photo_patch_grid(image)
+        n_blocks = int(blocks.max()) + 1
+        block_parts = stratified_split(np.zeros(n_blocks, dtype=np.int64), fractions, seed + 1000 * label)
+        if max_per_class is not None:
+            caps = [0 if f == 0 else max(1, int(np.floor(f * max_per_class + 0.5))) for f in fractions]
+            caps = [max_per_class - sum(caps), *caps]
+        for k, chosen in enumerate(block_parts):
+            idx = np.flatnonzero(np.isin(blocks, chosen))
+            if max_per_class is not None and len(idx) > caps[k]:
+                idx = np.sort(rng.choice(idx, caps[k], replace=False))
+            parts[k].append(idx + offset)
+        images.append(patches)
+        labels.append(np.full(len(patches), label))
+        offset += len(patches)
+    x = np.concatenate(images).astype(np.float32) / 255.0
+    y = np.concatenate(labels)
+    return _index_splits(x, y, list(_PHOTOS), preprocess, [np.concatenate(p) for p in parts])
 
 
 def vader_lexicon_words(min_abs_rating: float = 1.0) -> tuple[list[str], list[int]]:
@@ -549,6 +640,8 @@ _DATASETS: dict[str, _DataSpec] = {
                         _digits),
     "lfw_faces": _DataSpec("image", "200 grayscale 25x25 crops, face vs non-face (scikit-image lfw_subset); offline",
                            _lfw_faces),
+    "photo_patches": _DataSpec("image", "48x48 colour patches of 7 photographs, which photo (scikit-image, "
+                               "scikit-learn); splits from disjoint blocks; offline", _photo_patches),
     "vader_words": _DataSpec("text", "5,586 English words, negative vs positive by their VADER rating; offline",
                              _vader_words),
     "oxford_pets": _DataSpec("image", "Oxford-IIIT Pet, 7,349 photos of 37 cat and dog breeds (torchvision); online",

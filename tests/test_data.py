@@ -119,7 +119,7 @@ def test_digits_train_a_pretrained_model_batch():
     assert model(x).shape == (8, 10) and y.dtype == torch.long
 
 
-# ------------------------------------------------------------------ lfw faces, vader words
+# ------------------------------------------------------------------ lfw faces, photo patches, vader words
 
 
 def test_lfw_faces():
@@ -129,6 +129,47 @@ def test_lfw_faces():
     assert class_counts(splits.test) == {0: 15, 1: 15}
     x, _ = splits.train[0]
     assert x.shape == (3, 16, 16) and 0 <= x.min() and x.max() <= 1
+
+
+def _patch_keys(ds):
+    # A patch's identity: its raw pixels (RAW-like preprocessing keeps them as they are).
+    return {x.numpy().tobytes() for x, _ in ds}
+
+
+def test_photo_patch_grid_cuts_whole_blocks_into_disjoint_patches():
+    image = np.arange(200 * 300 * 3).reshape(200, 300, 3)
+    patches, blocks = data.photo_patch_grid(image, patch=48, block=96)
+    assert patches.shape == (2 * 3 * 4, 48, 48, 3)  # 2 x 3 whole blocks (the ragged edge dropped), 4 patches each
+    assert Counter(blocks.tolist()) == dict.fromkeys(range(6), 4)
+    values = [set(p.ravel().tolist()) for p in patches]
+    assert all(not (a & b) for i, a in enumerate(values) for b in values[i + 1 :])  # no pixel in two patches
+    assert np.array_equal(patches[0], image[:48, :48]) and np.array_equal(patches[-1], image[144:192, 240:288])
+
+
+def test_photo_patches_are_the_seven_photos_split_by_block():
+    raw = ImagePreprocess(48, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    splits = load_dataset("photo_patches", preprocess=raw, seed=0)
+    assert splits.classes == ["astronaut", "coffee", "chelsea", "rocket", "china", "flower", "motorcycle"]
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (456, 108, 108)
+    x, y = splits.train[0]
+    assert x.shape == (3, 48, 48) and 0 <= x.min() and x.max() <= 1 and isinstance(y, int)
+    # Stratified over blocks: each photo's blocks split 70/15/15, 4 patches a block (chelsea has 12 blocks).
+    assert class_counts(splits.test) == {0: 16, 1: 16, 2: 8, 3: 16, 4: 16, 5: 16, 6: 20}
+    assert class_counts(splits.val) == class_counts(splits.test)
+    # No patch in two splits: the blocks are disjoint, so are the pixels.
+    train, val, test = (_patch_keys(d) for d in (splits.train, splits.val, splits.test))
+    assert len(train) + len(val) + len(test) == 672 and not (train & test or train & val or val & test)
+
+
+def test_photo_patches_capped_balanced_and_deterministic():
+    kw = dict(preprocess=SMALL, max_per_class=45, val_fraction=1 / 3, test_fraction=1 / 3)
+    a, b = load_dataset("photo_patches", seed=1, **kw), load_dataset("photo_patches", seed=1, **kw)
+    c = load_dataset("photo_patches", seed=2, **kw)
+    for ds in (a.train, a.val, a.test):
+        assert class_counts(ds) == dict.fromkeys(range(7), 15)
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.labels, b.test.labels)
+    assert not torch.equal(a.test.images, c.test.images)
+    assert not (_patch_keys(a.train) & _patch_keys(a.test))
 
 
 def test_vader_words_labelled_by_the_sign_of_their_rating():

@@ -7,8 +7,9 @@ README.md) followed at once by an HTML comment naming where it comes from -- inv
     ± 1.2<!-- lr_story: arms.syllabus.val_accuracy.std -->
     41 s<!-- lr_story: arms.syllabus.seconds.mean -->
 
-``lr_story`` is ``lessons/measured/lr_story.json`` (written by ``benchmarks/lr_story.py --write``, which
-``make measured`` runs); the key is a dotted path into it. The number before the marker (a unit such as
+``lr_story`` is ``lessons/measured/lr_story.json`` (written by ``benchmarks/lr_story.py --write``) and
+``near_far`` is ``lessons/measured/near_far.json`` (``benchmarks/near_far.py --write``); ``make measured``
+runs both. The key is a dotted path into the file. The number before the marker (a unit such as
 ``%`` or ``s`` may stand between) must equal the value rounded to the decimals written; a ``%`` means the
 value is a fraction printed as a percentage, a ``min`` that it is seconds printed as minutes.
 
@@ -76,15 +77,31 @@ def test_measured_files_are_complete():
         for field in ("seeds", "torch", "machine", "date", "wall_seconds"):
             assert field in data, f"{path.name} lacks {field}"
         assert len(data["seeds"]) >= 3
-        for arm, row in data["arms"].items():
-            stats = row["val_accuracy"]
-            assert len(stats["per_seed"]) == len(data["seeds"]), arm
-            assert abs(sum(stats["per_seed"]) / len(stats["per_seed"]) - stats["mean"]) < 1e-3, arm
+        tables = [data["arms"]] if "arms" in data else [t["arms"] for t in data["targets"].values()]
+        assert tables and all(tables), f"{path.name} has no arms"
+        for arms in tables:
+            for arm, row in arms.items():
+                stats = row["val_accuracy"]
+                assert len(stats["per_seed"]) == len(data["seeds"]), arm
+                assert abs(sum(stats["per_seed"]) / len(stats["per_seed"]) - stats["mean"]) < 1e-3, arm
+
+
+def test_every_measured_file_is_cited_and_remade_by_make_measured():
+    cited = {source for *_, source, _key in _claims()}
+    makefile = (ROOT / "Makefile").read_text()
+    for path in sorted(MEASURED.glob("*.json")):
+        assert path.stem in cited, f"no prose cites {path.name}"
+        if path == TIMES:  # written as each lesson runs in `make lessons-full` (tests/test_lessons.py)
+            continue
+        assert f"benchmarks/{path.stem}.py --write" in makefile, f"make measured does not rewrite {path.name}"
 
 
 def test_prose_cites_measured_numbers():
     claims = _claims()
     assert any(name == "03_learning_rate.ipynb" for name, *_ in claims), "lesson 3a cites no measured number"
+    assert any(name == "04_choosing_a_strategy.ipynb" and source == "near_far" for name, _, _, source, _ in claims), (
+        "lesson 4 cites no near_far number"
+    )
     for name, written, unit, source, key in claims:
         path = MEASURED / f"{source}.json"
         assert path.exists(), f"{name}: {written}{unit} cites {source}, but {path.name} is not committed"
