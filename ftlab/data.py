@@ -363,6 +363,11 @@ def photo_patch_grid(image: np.ndarray, patch: int = _PATCH, block: int = _BLOCK
     each block into non-overlapping ``patch`` x ``patch`` patches; return the patches and each one's block number.
 
     Splitting by block keeps every patch of one block in one split, so no test patch overlaps a training patch.
+
+    >>> image = np.arange(100 * 200 * 3).reshape(100, 200, 3)  # two whole 96-px blocks side by side
+    >>> patches, blocks = photo_patch_grid(image, patch=48, block=96)
+    >>> patches.shape, blocks.tolist()
+    ((8, 48, 48, 3), [0, 0, 0, 0, 1, 1, 1, 1])
     """
     rows, cols = image.shape[0] // block, image.shape[1] // block
     patches, blocks = [], []
@@ -678,7 +683,7 @@ def available_datasets() -> dict[str, str]:
     """Data set name -> one-line description (size, classes, source, offline/online).
 
     >>> sorted(available_datasets())
-    ['cifar10', 'digits', 'eurosat', 'flowers102', 'lfw_faces', 'oxford_pets', 'sst2', 'vader_words']
+    ['cifar10', 'digits', 'eurosat', 'flowers102', 'lfw_faces', 'oxford_pets', 'photo_patches', 'sst2', 'vader_words']
     >>> available_datasets()["lfw_faces"]
     '200 grayscale 25x25 crops, face vs non-face (scikit-image lfw_subset); offline'
     """
