@@ -35,15 +35,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import datetime
-import json
-import os
-import platform
-import statistics
 import time
 from pathlib import Path
 
-import torch
+from measured import provenance, stats, write
 
 from ftlab.data import load_dataset
 from ftlab.features import cached_features, head_module
@@ -154,14 +149,6 @@ def run_seed(
     return out
 
 
-def _stats(values: list[float]) -> dict:
-    return {
-        "per_seed": [round(v, 4) for v in values],
-        "mean": round(statistics.mean(values), 4),
-        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-    }
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -178,8 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     s = Settings(epochs=a.epochs, batch_size=32)  # lesson 3a's batches of 32; every other field Settings'
     start = time.perf_counter()
     per_seed = [run_seed(seed, s, a.size, a.per_class, a.arms) for seed in range(a.seeds)]
-    val = {arm: _stats([r[arm][0] for r in per_seed]) for arm in a.arms}
-    secs = {arm: _stats([r[arm][1] for r in per_seed]) for arm in a.arms}
+    val = {arm: stats([r[arm][0] for r in per_seed]) for arm in a.arms}
+    secs = {arm: stats([r[arm][1] for r in per_seed]) for arm in a.arms}
     chosen = max(a.arms, key=lambda arm: val[arm]["mean"])  # on validation only
     test = []
     for r in per_seed:  # the chosen arm's models, scored on test once
@@ -198,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
         for arm in a.arms
     }
     if "_head_only" in per_seed[0]:
-        head_only = _stats([r["_head_only"][0] for r in per_seed])
+        head_only = stats([r["_head_only"][0] for r in per_seed])
     else:
         head_only = None
     sp = per_seed[0]["_splits"]
@@ -226,15 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
         "arms": arms,
         "head_only_val_accuracy": head_only,
         "chosen": chosen,
-        "chosen_test_accuracy": _stats(test),
-        "wall_seconds": round(total, 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "date": datetime.date.today().isoformat(),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "note": a.note,
-        "quick": a.quick,
+        "chosen_test_accuracy": stats(test),
+        **provenance(total, a.note, a.quick),
     }
     print(f"{'arm':20} {'val mean':>8} {'std':>6}  {'s/run':>6}")
     for arm in a.arms:
@@ -246,9 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"± {result['chosen_test_accuracy']['std']:.3f}; {total:.0f} s in all"
     )
     if a.write:
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {OUT}")
+        write(OUT, result)
     return result
 
 

@@ -32,15 +32,10 @@ rewrites ``lessons/measured/near_far.json``, which lesson 4 cites
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import statistics
 import time
 from pathlib import Path
 
-import torch
+from measured import provenance, stats, write
 
 from ftlab.data import load_dataset
 from ftlab.models import ImagePreprocess, load_pretrained
@@ -97,23 +92,15 @@ def run_seed(seed: int, s: Settings, size: int, per_class: int) -> dict[str, dic
     return out
 
 
-def _stats(values: list[float], digits: int = 4) -> dict:
-    return {
-        "per_seed": [round(v, digits) for v in values],
-        "mean": round(statistics.mean(values), digits),
-        "std": round(statistics.stdev(values), digits) if len(values) > 1 else 0.0,
-    }
-
-
 def _summary(per_seed: list[dict], target: str) -> dict:
     arms = {}
     for arm in (*STRATEGIES, "feature_extraction_32px"):
         rows = [r[target][arm] for r in per_seed]
         arms[arm] = {
             "what": ARMS[arm],
-            "val_accuracy": _stats([v for v, _, _ in rows]),
-            "test_accuracy_for_reference": _stats([t for _, t, _ in rows]),
-            "seconds": _stats([sec for _, _, sec in rows], 1),
+            "val_accuracy": stats([v for v, _, _ in rows]),
+            "test_accuracy_for_reference": stats([t for _, t, _ in rows]),
+            "seconds": stats([sec for _, _, sec in rows], 1),
         }
     chosen = max(STRATEGIES, key=lambda arm: arms[arm]["val_accuracy"]["mean"])  # on validation only
     return {
@@ -130,9 +117,9 @@ def _paired(per_seed: list[dict], target: str, a: str, b: str) -> dict:
     out = {}
     for key, i in (("val", 0), ("test", 1)):
         diffs = [r[target][b][i] - r[target][a][i] for r in per_seed]
-        stats = _stats(diffs)
-        stats["within_spread"] = abs(stats["mean"]) <= stats["std"]  # |mean difference| <= its std over seeds
-        out[key] = stats
+        diff = stats(diffs)
+        diff["within_spread"] = abs(diff["mean"]) <= diff["std"]  # |mean difference| <= its std over seeds
+        out[key] = diff
     return out
 
 
@@ -184,14 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
         # What the tree says for a small near target: feature extraction; is fine-tuning everything better there?
         "near_all_minus_feature_extraction": _paired(per_seed, "near", "feature_extraction", "fine_tune_all"),
         "far_all_minus_feature_extraction": _paired(per_seed, "far", "feature_extraction", "fine_tune_all"),
-        "wall_seconds": round(total, 1),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} CPUs",
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "date": datetime.date.today().isoformat(),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "note": a.note,
-        "quick": a.quick,
+        **provenance(total, a.note, a.quick),
     }
     for t, summary in targets.items():
         print(f"\n{t} ({summary['data']}, train/val/test {summary['train_val_test']}, {a.size} px, {a.seeds} seeds)")
@@ -205,9 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     d = result["tree_vs_table"]["all_minus_top"]["val"]
     print(f"\nfar, all minus top (table minus tree), validation: {d['mean']:+.3f} ± {d['std']:.3f}; {total:.0f} s in all")
     if a.write:
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"wrote {OUT}")
+        write(OUT, result)
     return result
 
 
