@@ -495,6 +495,15 @@ def test_feedback_config_puts_pass_fail_before_the_hidden_tests_are_cleared(tmp_
 # --------------------------------------------------------------------------- the real thing
 
 
+def _course_on_submit(tmp_path: Path, hidden: bool = False) -> tuple[Path, Path]:
+    """A toy course whose assignment is graded on submit (no owner check: one account here), and its exchange."""
+    from course import make_toy_course
+
+    course = make_toy_course(tmp_path, hidden=hidden)
+    (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
+    return course, tmp_path / "exchange"
+
+
 def _student_copy(course: Path, answer: str) -> bytes:
     nb = nbformat.read(course / "exercises" / ASSIGNMENT / "toy.ipynb", as_version=4)
     for cell in nb.cells:
@@ -543,12 +552,9 @@ def _serve_once(course: Path, exchange: Path, *args: str) -> subprocess.Complete
 def test_serve_once_grades_releases_feedback_per_student_and_applies_the_late_rules(tmp_path):
     """On time: graded, released per student, recorded. Late under ``keep-on-time``: feedback, the on-time grade
     stands. Late under ``penalty``: recorded with nbgrader's penalty, except for a student given an extension."""
-    from course import make_toy_course
     from nbgrader.api import Gradebook
 
-    course = make_toy_course(tmp_path)
-    (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
-    exchange = tmp_path / "exchange"
+    course, exchange = _course_on_submit(tmp_path)
     right = _student_copy(course, "def answer():\n    time.sleep(SECONDS)\n    return 42")
     wrong = _student_copy(course, "def answer():\n    return 41")
     alice, alice_secret = _exchange_submit(exchange, "alice", right)
@@ -615,13 +621,69 @@ def test_serve_once_grades_releases_feedback_per_student_and_applies_the_late_ru
 
 
 @pytest.mark.slow
+def test_serve_grades_on_a_dask_cluster(tmp_path):
+    """`ftlab serve --scheduler`: each submission is graded by a cluster worker and its feedback released."""
+    from distributed import Client, LocalCluster
+
+    course, exchange = _course_on_submit(tmp_path)
+    _, alice_secret = _exchange_submit(exchange, "alice", _student_copy(course, "def answer():\n    return 42"))
+    _, bob_secret = _exchange_submit(exchange, "bob", _student_copy(course, "def answer():\n    return 41"))
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        proc = _serve_once(course, exchange, "--scheduler", cluster.scheduler_address)
+        ran = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert "run_job" in ran, (ran, proc.stderr[-3000:])  # the grading jobs were the cluster's tasks
+    feedback = exchange / "ftlab" / "feedback"
+    assert "Your result: 2 / 2 points" in _text(feedback / _page_name(alice_secret)), proc.stderr[-3000:]
+    assert "answer(): got 41 where 42 was expected" in _text(feedback / _page_name(bob_secret))
+    assert (course / "feedback" / "bob" / ASSIGNMENT / "toy.html").exists()
+
+
+def test_serve_refuses_to_start_without_its_scheduler(tmp_path, capsys, monkeypatch):
+    """An unreachable ``--scheduler`` stops ``ftlab serve`` at once with the address, not at the first grade."""
+    from ftlab.grading.service import main
+
+    monkeypatch.setenv("FTLAB_SCHEDULER_TIMEOUT", "1")  # seconds to keep trying (20 by default)
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = 'toy'\n")
+    (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
+    code = main(
+        ["--course", str(course), "--exchange", str(tmp_path / "x"), "--once", "--scheduler", "tcp://127.0.0.1:9"]
+    )
+    assert code == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_a_dask_runner_keeps_one_client_and_replaces_a_lost_one(monkeypatch):
+    """One client serves every submission (no handshake per student); one that lost its scheduler is replaced."""
+    from ftlab.grading.runners import DaskRunner
+
+    class FakeClient:
+        def __init__(self):
+            self.status, self.closed = "running", False
+
+        def close(self, timeout=None):
+            self.closed, self.status = True, "closed"
+
+    made = []
+    runner = DaskRunner("tcp://scheduler:8786")
+    monkeypatch.setattr(runner, "_connect", lambda: made.append(FakeClient()) or made[-1])
+    first = runner.client()
+    assert runner.client() is first and len(made) == 1
+    first.status = "failed"  # the scheduler went away for good
+    second = runner.client()
+    assert second is not first and first.closed and len(made) == 2
+    runner.close()
+    assert second.closed and runner.client() is made[2]
+
+
+@pytest.mark.slow
 def test_hidden_checks_pass_fail_end_to_end(tmp_path):
     """A real hidden check graded by `ftlab serve`: the page says passed / failed with the message, never the test."""
-    from course import make_toy_course
-
-    course = make_toy_course(tmp_path, hidden=True)
-    (course / "grading_service.toml").write_text("[service]\ncheck_owner = false\n[assignments.toy]\n")
-    exchange = tmp_path / "exchange"
+    course, exchange = _course_on_submit(tmp_path, hidden=True)
     right = _student_copy(course, "def answer():\n    return 42")
     wrong = _student_copy(course, "def answer():\n    return 41")
     _, alice_secret = _exchange_submit(exchange, "alice", right)
