@@ -535,8 +535,8 @@ def results_table(results: Sequence[StrategyResult]) -> str:
     >>> print(results_table(runs))  # doctest: +NORMALIZE_WHITESPACE
     strategy             seeds          val acc         test acc    trainable of total      time (s)
     ------------------------------------------------------------------------------------------------
-    layerwise                1  0.9200 ± 0.0000  0.8800 ± 0.0000        4,000   100.0%    31.0 ± 0.0
-    fine_tune_all            1  0.8900 ± 0.0000  0.9100 ± 0.0000        4,000   100.0%    25.0 ± 0.0
+    layerwise                1  0.9200 (1 run)  0.8800 (1 run)        4,000   100.0%    31.0
+    fine_tune_all            1  0.8900 (1 run)  0.9100 (1 run)        4,000   100.0%    25.0
     selected on validation: layerwise -- test accuracy 88.00%
     """
     summaries = summarize(results)
@@ -547,8 +547,9 @@ def results_table(results: Sequence[StrategyResult]) -> str:
     for s in summaries:
         share = s.trainable_params / s.total_params
         lines.append(
-            f"{s.name:<20}{s.seeds:>6}{_pm(s.val_accuracy, s.val_std):>17}{_pm(s.test_accuracy, s.test_std):>17}"
-            f"{s.trainable_params:>13,}{share:>9.1%}{s.seconds:>8.1f} ± {s.seconds_std:<4.1f}"
+            f"{s.name:<20}{s.seeds:>6}{_pm(s.val_accuracy, s.val_std, s.seeds):>17}"
+            f"{_pm(s.test_accuracy, s.test_std, s.seeds):>17}{s.trainable_params:>13,}{share:>9.1%}{s.seconds:>8.1f}"
+            + (f" ± {s.seconds_std:<4.1f}" if s.seeds > 1 else "")
         )
     if summaries and not any(math.isnan(s.val_accuracy) for s in summaries):
         best = select_strategy(results)
@@ -559,8 +560,9 @@ def results_table(results: Sequence[StrategyResult]) -> str:
     return "\n".join(lines)
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}"
+def _pm(mean: float, std: float, seeds: int) -> str:
+    # One run has no spread: printing "± 0.0000" would claim one.
+    return f"{mean:.4f} ± {std:.4f}" if seeds > 1 else f"{mean:.4f} (1 run)"
 
 
 def plot_results(results: Sequence[StrategyResult], axes=None):
