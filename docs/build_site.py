@@ -15,6 +15,7 @@ notebooks executed here: each lesson runs once per test run.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
 import hashlib
 import importlib
@@ -64,25 +65,17 @@ def execute_lesson(path: Path, fast: bool) -> tuple[nbformat.NotebookNode, float
         # this checkout's library, whichever one the environment installed
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(
-            nb,
-            timeout=300 if fast else 3600,  # per cell
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        )
-        start = time.perf_counter()
-        client.execute()
-        return nb, time.perf_counter() - start
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=300 if fast else 3600,  # per cell
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    # The kernel gets its environment explicitly, not through os.environ: lessons may run in threads side by side.
+    client.execute(env={**os.environ, **env})
+    return nb, time.perf_counter() - start
 
 
 def cache_key(nb: nbformat.NotebookNode, fast: bool) -> str:
@@ -128,16 +121,26 @@ def run_lesson(path: Path, fast: bool, cache: Path, reuse: bool = True) -> nbfor
     return source
 
 
-def run_lessons(fast: bool, cache: Path, paths=None, reuse: bool = True) -> dict[Path, object]:
-    """Every lesson (or ``paths``): its executed notebook, or the exception its run raised."""
-    runs: dict[Path, object] = {}
-    for path in paths or sorted(LESSONS.glob("*.ipynb")):
+def run_lessons(fast: bool, cache: Path, paths=None, reuse: bool = True, jobs: int = 1) -> dict[Path, object]:
+    """Every lesson (or ``paths``): its executed notebook, or the exception its run raised.
+
+    ``jobs`` lessons run at once, each in its own kernel. ``make test`` runs the fast lessons two at a time: one
+    kernel thread each, so on two cores the lessons are no longer the one long pole of the suite. A full run whose
+    seconds a lesson cites runs one at a time (``jobs=1``), so that its time is its own.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive int, got {jobs!r}")
+    paths = list(paths or sorted(LESSONS.glob("*.ipynb")))
+
+    def one(path: Path) -> object:
         try:
-            runs[path] = run_lesson(path, fast, cache, reuse)
+            return run_lesson(path, fast, cache, reuse)
         except Exception as e:  # kept: the other lessons still run, and the caller says which failed
             print(f"{path.name}: FAILED\n{e}", flush=True)
-            runs[path] = e
-    return runs
+            return e
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        return dict(zip(paths, pool.map(one, paths)))
 
 
 # --------------------------------------------------------------------------- 2. lesson pages

@@ -157,7 +157,8 @@ def executed(tmp_path_factory):
     """``executed(path)``: the executed lesson, run once per test run, by whichever test asks first.
 
     Fast mode (``make test``): the first call runs every lesson the way the website build does
-    (``docs/build_site.py``, into a fresh cache), and the site tests below build the site from these runs:
+    (``docs/build_site.py``, into a fresh cache, two lessons at a time), and the site tests below build the site
+    from these runs:
     each lesson executes once. Full mode (``make lessons-full``) runs the lessons asked for, one at a
     time, keeps them in the full site's cache (``build/site/full/executed``), so that a ``make site``
     after it executes nothing again, and records each run's seconds in ``lessons/measured/lesson_times.json``.
@@ -169,7 +170,8 @@ def executed(tmp_path_factory):
     def get(path: Path):
         if path not in runs:
             paths = [path] if FULL else sorted(LESSONS_DIR.glob("*.ipynb"))
-            runs.update(build_site.run_lessons(fast=not FULL, cache=cache, paths=paths, reuse=False))
+            jobs = 1 if FULL else 2  # fast: two at a time (the suite's long pole); full: each timed on its own
+            runs.update(build_site.run_lessons(fast=not FULL, cache=cache, paths=paths, reuse=False, jobs=jobs))
             if FULL and not isinstance(runs[path], Exception):  # the run time the lesson's first cell cites
                 seconds = runs[path].metadata["ftlab_run"]["seconds"]
                 lesson_times.record(path.stem, "full", seconds, "make lessons-full (tests/test_lessons.py)")

@@ -123,3 +123,19 @@ def test_readme_links_resolve_and_guides_are_not_copied_back():
     for guide in (ROOT / "docs" / "guides").glob("*.md"):  # each guide's text lives in one place
         paragraphs = [p for p in guide.read_text(encoding="utf-8").split("\n\n") if len(p) > 200]
         assert not [p for p in paragraphs if p in readme], guide.name
+
+
+@pytest.mark.slow
+def test_lessons_run_side_by_side_each_with_its_own_settings(tmp_path):
+    """run_lessons(jobs=2): two notebooks at once, each kernel in fast mode and in its folder, results by path."""
+    paths = []
+    for name in ("a", "b", "c"):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(f"import os, time\ntime.sleep(1)\nprint({name!r}, os.environ['FTLAB_FAST'], os.getcwd())")]
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+        paths.append(tmp_path / f"{name}.ipynb")
+    runs = build_site.run_lessons(fast=True, cache=tmp_path / "cache", paths=paths, reuse=False, jobs=2)
+    assert list(runs) == paths
+    assert [runs[p].cells[0].outputs[0].text.split() for p in paths] == [[n, "1", str(tmp_path)] for n in "abc"]
+    with pytest.raises(ValueError, match="jobs must be a positive int, got 0"):
+        build_site.run_lessons(fast=True, cache=tmp_path / "cache", paths=paths, jobs=0)
