@@ -33,12 +33,12 @@ system-deps:
 demo: $(VENV)/.installed
 	$(BIN)/ftlab compare --seeds 3 --image-size 32 --max-per-class 100 --out runs/compare
 
-# Four workers, one test file each at a time (a module fixture stays in one process). Four on a 2-core machine:
-# much of the suite waits (kernels starting, the hub, the browser, Dask, time limits): an idle three-worker run
-# used the two cores about 60% of its 19 minutes, and ended with one worker running lessons alone. The extra
-# workers fill that time. --no-loadscope-reorder keeps tests/conftest.py's order (the longest files first); by
-# default xdist hands out the files with the most tests first, which started the hub and the cluster last.
-WORKERS ?= 4
+# Three workers, one test file each at a time (a module fixture stays in one process). Three on a 2-core machine:
+# much of the suite waits (kernels starting, the hub, the browser, Dask, time limits), and a third worker fills
+# it; a fourth measured no faster (19:30 against 19:00, idle fresh clones): the suite is then CPU-bound.
+# --no-loadscope-reorder keeps tests/conftest.py's order (the longest files first); by default xdist hands out
+# the files with the most tests first, which started the hub and the cluster last.
+WORKERS ?= 3
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile --no-loadscope-reorder

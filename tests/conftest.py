@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-# The longest files first: `make test` runs files on four workers (pytest-xdist, --dist loadfile), handing each
+# The longest files first: `make test` runs files on three workers (pytest-xdist, --dist loadfile), handing each
 # worker the next file as it frees up, so the long poles must start at once, not last. The class is two files
 # (tests/classroom.py), built at the same time.
 LONGEST_FIRST = [
-    "test_lessons.py",  # the lessons headless, two at a time, then their site pages (about 13 min of the 19 measured)
     "test_nbgrader.py",  # half a class through nbgrader and `ftlab grade`, hostile students (minutes)
     "test_nbgrader_training.py",  # the other half: the assignments that train (minutes)
     "test_hub.py",  # a real JupyterHub: the class, graded on submit in a browser (minutes)
+    "test_lessons.py",  # the lessons headless, two at a time, then their site pages (minutes)
     "test_exercises.py",  # nbgrader validate on every notebook
     "test_cluster.py",
     "test_check_report.py",
