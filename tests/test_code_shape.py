@@ -1,4 +1,5 @@
-"""The library stays easy to change: no function in ftlab/ (the grading engine included) runs past a screen.
+"""The library stays easy to change: no function in ftlab/ (the grading engine included) runs past a screen, and
+no module imports one that imports it back.
 
 A function longer than 80 lines of code mixes several ideas; split it, or say
 in a comment why it must be long and list it in ``EXPLAINED`` here. Lines of
@@ -58,3 +59,67 @@ def test_the_counter_counts_code_only():
 def test_no_function_is_longer_than_a_screen(path):
     too_long = {name: n for name, n in functions(path) if n > MAX_LINES and name not in EXPLAINED}
     assert not too_long, f"functions over {MAX_LINES} lines of code: {too_long} -- split them"
+
+
+# --------------------------------------------------------------------------- import cycles
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(LIBRARY.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+FILES = {module_name(path): path for path in MODULES}
+
+
+def imports(module: str) -> set[str]:
+    """The ftlab modules ``module`` imports, at its top or inside a function (a lazy import is still a dependency)."""
+    path = FILES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . / from .. / from .x
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in FILES]
+            names = submodules or [base]
+        else:
+            continue
+        found |= {name for name in names if name in FILES and name != module}
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import loop (``[a, b, ..., a]``) in ``graph``, or None."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in done:
+            return None
+        for dep in sorted(graph[node]):
+            if cycle := visit(dep, path + [node]):
+                return cycle
+        done.add(node)
+        return None
+
+    return next((cycle for node in sorted(graph) if (cycle := visit(node, []))), None)
+
+
+def test_the_cycle_finder_finds_a_loop_and_the_import_walk_sees_lazy_imports():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+    assert "ftlab.grading.warm" in imports("ftlab.grading.jobs")  # imported inside run_job only
+    assert {"ftlab.grading.stages", "ftlab.grading.process"} <= imports("ftlab.grading.jobs")  # from . import stages
+
+
+def test_no_import_cycle_in_ftlab():
+    """No module of ftlab imports, even inside a function, a module that imports it back (directly or round a loop)."""
+    graph = {module: imports(module) for module in FILES}
+    assert len(graph) > 40 and graph["ftlab.train"], "the walk found too little"
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"

@@ -12,7 +12,6 @@ also that student's feedback) in a temporary folder under a wall clock and retur
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import stages
+from .process import _die_with_parent, kill_process_tree
 from .protocol import GradingError
 
-__all__ = ["Job", "JobResult", "run_job", "course_files", "kill_process_tree", "nbgrader_env", "run_nbgrader"]
+__all__ = ["Job", "JobResult", "run_job", "course_files", "nbgrader_env", "run_nbgrader"]
 
 
 @dataclass
@@ -99,41 +99,6 @@ def course_files(root: Path, assignment: str, source_dir: str) -> dict[str, byte
     files["gradebook.db"] = (root / "gradebook.db").read_bytes()
     files.update(_read_tree(root / source_dir / assignment, f"{source_dir}/{assignment}/"))
     return files
-
-
-def kill_process_tree(pid: int) -> None:
-    """Kill a job's process (a session leader), its process group and every process it started (kernels run in
-    sessions of their own).
-
-    A job that has ended already is no error (Linux numbers processes below 4194304, so none is 4194305):
-
-    >>> kill_process_tree(4194305)
-    """
-    try:
-        import psutil
-
-        children = psutil.Process(pid).children(recursive=True)
-    except Exception:
-        children = []
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for child in children:
-        try:
-            child.kill()
-        except Exception:
-            pass
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGKILL when the process that started it dies (a Dask worker killed mid-grade)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux
-        pass
 
 
 def nbgrader_env(base: dict[str, str] | None = None) -> dict[str, str]:

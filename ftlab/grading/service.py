@@ -36,7 +36,6 @@ stands -- and ``submitted/`` keeps the on-time files, so a later ``ftlab grade``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pwd
@@ -49,12 +48,12 @@ from pathlib import Path
 from typing import Protocol
 
 from . import stages
-from .queue import Queue, StudentState, Submission, attempt_refusal, parse_inbound_name
+from .queue import Queue, Submission, attempt_refusal, parse_inbound_name
 from .service_page import ServicePage
 from .service_settings import AssignmentRules, SettingsError, load_settings
+from .work import MAX_TRIES, Work
 
 __all__ = [
-    "Work",
     "Grader",
     "GradingService",
     "course_duedate",
@@ -65,28 +64,7 @@ __all__ = [
     "run_cli",
 ]
 
-MAX_TRIES = 2  # a failed grading is tried once more, then reported
 STAGES_LOG_BYTES = 8 << 20  # service/stages.jsonl is rotated (to stages.jsonl.1) past this size
-
-
-@dataclasses.dataclass
-class Work:
-    """A submission in flight, with its student's queue state, its assignment's rules and its timeline.
-
-    >>> sub = Submission("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice", "ps1_parameters", received=100.0)
-    >>> work = Work(StudentState("alice", "ps1_parameters"), AssignmentRules(), sub, marks=[("submitted", 100.0)])
-    >>> work.mark("intake")  # the stage "intake" ends now
-    >>> [label for label, _ in work.marks]
-    ['submitted', 'intake']
-    """
-
-    state: StudentState
-    rules: AssignmentRules
-    sub: Submission  # the state's in-flight submission when it was taken
-    marks: stages.Marks = dataclasses.field(default_factory=list)  # (stage that ended, when): :mod:`.stages`
-
-    def mark(self, label: str) -> None:
-        self.marks.append((label, time.time()))
 
 
 class Grader(Protocol):
@@ -97,6 +75,7 @@ class Grader(Protocol):
     ...         return None
     ...     def notify(self, work, title, message):
     ...         print(f"{work.sub.name}: {title}")
+    >>> from ftlab.grading.queue import StudentState
     >>> sub = Submission("alice+ps1_parameters+2024-05-01 12:00:00 UTC", "alice", "ps1_parameters", received=100.0)
     >>> grader: Grader = Fake()
     >>> grader.notify(Work(StudentState("alice", "ps1_parameters"), AssignmentRules(), sub), "Grading failed", "...")

@@ -37,7 +37,7 @@ from .protocol import GradingError
 from .release import read_secret, release, status_page
 from .runners import DaskRunner, LocalRunner
 from .sandbox import check_available
-from .service import MAX_TRIES, Work
+from .work import MAX_TRIES, Work
 
 __all__ = ["NbgraderGrader", "nbgrader_timestamp"]
 

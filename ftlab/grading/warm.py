@@ -28,7 +28,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .jobs import _die_with_parent, kill_process_tree
+from .process import _die_with_parent, kill_process_tree
 
 __all__ = ["PRELOAD", "run_warm", "start"]
 
