@@ -511,7 +511,7 @@ def _failed(course: Course, gb, row: NotebookResult, result: JobResult | None) -
         row.details.insert(0, "the grading cluster went away before this submission was graded")
     elif result.rc is None:
         row.status = "wall-clock"
-        row.details.insert(0, f"nbgrader killed after {course.wall_clock:.0f} s")
+        row.details.insert(0, f"nbgrader killed after {course.wall_clock:g} s")
     else:
         row.status = "autograde-failed"
         row.details.insert(0, f"nbgrader exited with {result.rc} (see {course.log_path.name})")
@@ -683,6 +683,8 @@ def grade_class(
     ('missing', 0.0, 2.0, 'no such notebook submitted; nbgrader gives 0')
     """
     local = LocalRunner(jobs, warm=warm)  # checks jobs even when a cluster grades
+    if wall_clock is not None and not wall_clock > 0:  # also NaN: a guard that can never fire, or always does
+        raise ValueError(f"wall_clock must be a positive number of seconds, got {wall_clock}")
     runner = local if scheduler is None else DaskRunner(scheduler)
     if sandbox and scheduler is None:  # a cluster's workers check their own machines
         problem = check_available()
@@ -801,6 +803,10 @@ def main(argv: list[str] | None = None) -> int:
     >>> with contextlib.redirect_stderr(sys.stdout):
     ...     main(["ps1_parameters", "--jobs", "0"])
     ftlab grade: error: jobs must be a positive integer, got 0
+    2
+    >>> with contextlib.redirect_stderr(sys.stdout):
+    ...     main(["ps1_parameters", "--wall-clock", "0"])
+    ftlab grade: error: wall_clock must be a positive number of seconds, got 0.0
     2
     """
     args, extra = build_parser().parse_known_args(argv)
