@@ -37,3 +37,14 @@ def test_ci_runs_the_readme_test_command():
     assert "make demo" in readme and "make test" in readme
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_reading_a_notebook_builds_no_iri_parser():
+    """jsonschema 4.25+ imports rfc3987-syntax, which builds a grammar at import (about 1.5 s of CPU): paid by every
+    process that imports nbformat -- each nbgrader command, grading job and Jupyter server. The pin keeps it out."""
+    import subprocess
+    import sys
+
+    code = "import sys, nbformat, nbgrader.api; print(sorted(m for m in sys.modules if m.startswith('rfc3987')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"imported {out.strip()}: keep jsonschema<4.25 (pyproject.toml)"
