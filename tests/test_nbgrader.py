@@ -60,6 +60,12 @@ WIDGET_CELLS = [
 ]
 
 
+# A loop that never ends and sleeps: the grader interrupts it (or kills a kernel that ignores Ctrl-C) after the cell
+# time limit (25 s here) either way, and a sleeping loop leaves the machine's cores to the rest of the suite. The
+# busy-loop variants are graded in tests/test_grading.py and tests/test_exercises.py, with 3-5 s limits.
+NEVER_ENDS = "import time\nwhile True:\n    time.sleep(0.5)\n"
+
+
 def _broken_edits() -> dict:
     ps1 = _answers("ps1_parameters")
     wrong = "def linear_params(n_in, n_out, bias=True):\n    return n_in * n_out\n"
@@ -73,7 +79,7 @@ def _broken_edits() -> dict:
         nbformat.write(nb, path)
 
     return {
-        "dan_loop": lambda p: _work_on(p, {**ps1, "linear_params": "while True:\n    pass\n" + ps1["linear_params"]}),
+        "dan_loop": lambda p: _work_on(p, {**ps1, "linear_params": NEVER_ENDS + ps1["linear_params"]}),
         "erin_crash": lambda p: _work_on(p, {**ps1, "linear_params": "import os\nos._exit(1)\n"}),
         "frank_import": lambda p: _work_on(
             p, {**ps1, "count_params": "import ftlab.no_such_module\n" + ps1["count_params"]}
@@ -201,11 +207,11 @@ for _ in range(1000):
 print("LIMITS", memory, "|", disk, "|", forks, "processes")
 """
     stubborn = (
-        "import signal\n"
+        "import signal\nimport time\n"
         "def linear_params(n_in, n_out, bias=True):\n"
         "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "    while True:\n"
-        "        pass\n"
+        "        time.sleep(0.5)\n"
     )
     forge = (
         "import ftlab.grading.kernel as k\n"
@@ -370,9 +376,10 @@ def graded_class(tmp_path_factory):
 
     grade_by_hand(room)
 
-    # Re-grades that fail leave what was there: a wall clock that kills nbgrader (bob's ps2 has a hand grade) ...
+    # Re-grades that fail leave what was there: a wall clock that kills nbgrader (bob's ps2 has a hand grade). Half
+    # a second is too short for any machine to start nbgrader's sandboxed kernel (3 s was not, on an idle one) ...
     guard = course / "reports" / "wall_clock.csv"
-    _ftlab_grade(course, "ps2_layerwise_lr", "--student=bob", "--wall-clock=3", f"--report={guard}")
+    _ftlab_grade(course, "ps2_layerwise_lr", "--student=bob", "--wall-clock=0.5", f"--report={guard}")
     # ... and a run without the sandbox, which must be asked for and is marked in every row.
     unsandboxed = course / "reports" / "no_sandbox.csv"
     _ftlab_grade(course, "ps1_parameters", "--student=alice", "--fast", "--no-sandbox", f"--report={unsandboxed}")
