@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# One OpenMP thread in every process of the run (the workers, their kernels, nbgrader, Dask, the hub), unless the
+# caller chose: `make test` keeps both cores busy with three workers, and a torch process that spreads its ops over
+# two threads on a saturated machine spends the extra CPU waiting for the other (the unit files' training took
+# 39 CPU-seconds with two threads and 26 with one, on an idle machine). Set before any test module imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # The longest files first: `make test` runs files on three workers (pytest-xdist, --dist loadfile), handing each
 # worker the next file as it frees up, so the long poles must start at once, not last. The class is two files
 # (tests/classroom.py), built at the same time.
