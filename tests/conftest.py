@@ -11,8 +11,8 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The longest files first: `make test` runs files on three workers (pytest-xdist, --dist loadfile), handing each
-# worker the next file when it frees up (pytest_xdist_make_scheduler below), so the long poles must start at once, not last. The class is two files
-# (tests/classroom.py), built at the same time.
+# worker the next file when it frees up (pytest_xdist_make_scheduler below), so the long poles must start at once,
+# not last. The class is two files (tests/classroom.py), built at the same time.
 LONGEST_FIRST = [
     "test_nbgrader.py",  # half a class through nbgrader and `ftlab grade`, hostile students (minutes)
     "test_nbgrader_training.py",  # the other half: the assignments that train (minutes)
