@@ -38,7 +38,6 @@ def test_the_walk_finds_the_modules():
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
-    # By name through importlib: the package's ``ftlab.lr_find`` attribute is the function, not the module.
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} docstring examples failed"

@@ -22,7 +22,32 @@ What a test cell imports from here -- a check that never broadcasts, and says wh
 softmax(z): shape (0, 1, 1) where (2,) was expected
 """
 
-from .checks import CheckFailed, expect, expect_close, expect_equal
-from .guards import Forbidden, forbid, forbid_in_notebook
+import importlib
+from typing import Any
 
-__all__ = ["CheckFailed", "Forbidden", "expect", "expect_close", "expect_equal", "forbid", "forbid_in_notebook"]
+# Loaded on first use (PEP 562): the checks import torch, which a sandboxed kernel
+# (``python -m ftlab.grading.kernel``) and ``ftlab grade`` do not need to start.
+_EXPORTS = {
+    "CheckFailed": "checks",
+    "expect": "checks",
+    "expect_close": "checks",
+    "expect_equal": "checks",
+    "Forbidden": "guards",
+    "forbid": "guards",
+    "forbid_in_notebook": "guards",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """``ftlab.grading.expect`` and the other exported names, imported from their module when first asked for."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

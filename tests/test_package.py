@@ -1,0 +1,52 @@
+"""The package's exported names (``ftlab.freeze``, ``ftlab.grading.expect``): each is its module's own object, loaded
+on first use, so that a process needing a corner of the package -- a sandboxed grading kernel -- starts without torch."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import ftlab
+import ftlab.grading
+
+PACKAGES = [ftlab, ftlab.grading]
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_every_exported_name_is_its_modules_object(package):
+    assert package.__all__ == sorted(package._EXPORTS) and package.__all__
+    for name, module in package._EXPORTS.items():
+        defined = importlib.import_module(f"{package.__name__}.{module}")
+        assert getattr(package, name) is getattr(defined, name), f"{package.__name__}.{name}"
+        assert name in dir(package)
+    namespace: dict = {}
+    exec(f"from {package.__name__} import *", namespace)
+    assert set(package.__all__) <= set(namespace)
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
+def test_an_unknown_name_is_an_attribute_error_naming_it(package):
+    with pytest.raises(AttributeError, match=rf"module '{package.__name__}' has no attribute 'fine_tune_everything'"):
+        package.fine_tune_everything  # noqa: B018
+    assert not hasattr(package, "fine_tune_everything")
+
+
+def test_lr_find_is_the_function_whatever_was_imported_first():
+    """The module is ``ftlab.lr_finder``: importing it cannot turn ``ftlab.lr_find`` into a module."""
+    code = "import ftlab.lr_finder, ftlab; print(callable(ftlab.lr_find), ftlab.lr_find.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "ftlab.lr_finder"]
+
+
+def test_a_grading_kernel_starts_without_torch():
+    """``python -m ftlab.grading.kernel`` runs both packages' ``__init__``: neither may import torch (about 2 CPU-s,
+    paid by every sandboxed kernel, most of which grade code that never touches torch). First use still loads it."""
+    code = (
+        "import sys, ftlab, ftlab.grading, ftlab.grading.kernel, ftlab.grading.guards\n"
+        "print('torch' in sys.modules)\n"
+        "ftlab.freeze, ftlab.grading.expect\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
