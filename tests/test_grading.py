@@ -430,6 +430,42 @@ def test_a_venv_reached_through_a_linked_folder_is_started_by_its_real_path(tmp_
     assert sandbox.sandbox_python() in inside and linked not in inside, inside
 
 
+# --------------------------------------------------------------------------- the kernel's start
+
+
+def _start_kernel(folder: Path, *args: str) -> list[str]:
+    """``ftlab.grading.kernel.main`` in a fresh interpreter started in ``folder``, up to launching ipykernel."""
+    code = (
+        "import sys\nfrom unittest import mock\nimport ftlab.grading.kernel as kernel\n"
+        f"with mock.patch('ipykernel.kernelapp.launch_new_instance') as launch:\n    kernel.main({list(args)!r})\n"
+        "import colorsys\n"
+        "print(launch.called, 'torch' in sys.modules, 'ftlab.grading.codec' in sys.modules, colorsys.__file__)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=folder, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
+def test_a_sandboxed_kernel_loads_torch_before_the_first_cell(tmp_path):
+    """What answers the grader's calls (torch.load, the codec) is loaded before ipykernel starts: a check's time
+    limit is the student's, and importing torch on the first call would spend seconds of it."""
+    launched, torch_loaded, codec_loaded, _ = _start_kernel(tmp_path, "-f", "kernel.json")
+    assert (launched, torch_loaded, codec_loaded) == ("True", "True", "True")
+
+
+def test_a_module_in_the_submission_shadows_nothing_the_kernel_imports(tmp_path):
+    """A submission that brings ``colorsys.py`` (or ``torch.py``) gets it copied into the kernel's folder, but the
+    guards and the kernel import the environment's modules: the folder leaves the import path first."""
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "colorsys.py").write_text("raise SystemExit('the submission shadowed colorsys')\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ["-f", "kernel.json", "--submission", str(tmp_path / "submission"), "--guard", "colorsys.rgb_to_hsv"]
+    *_, colorsys_file = _start_kernel(work, *args)
+    assert (work / "colorsys.py").is_file()  # copied: the notebook may read its own files
+    assert Path(colorsys_file).parent != work and colorsys_file.endswith("colorsys.py")
+
+
 # --------------------------------------------------------------------------- the executor against hostile kernels
 
 

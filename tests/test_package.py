@@ -1,5 +1,6 @@
 """The package's exported names (``ftlab.freeze``, ``ftlab.grading.expect``): each is its module's own object, loaded
-on first use, so that a process needing a corner of the package -- a sandboxed grading kernel -- starts without torch."""
+on first use, so that a process needing a corner of the package -- the grading service's queue and job runner --
+starts without torch."""
 
 import importlib
 import subprocess
@@ -39,11 +40,12 @@ def test_lr_find_is_the_function_whatever_was_imported_first():
     assert out.split() == ["True", "ftlab.lr_finder"]
 
 
-def test_a_grading_kernel_starts_without_torch():
-    """``python -m ftlab.grading.kernel`` runs both packages' ``__init__``: neither may import torch (about 2 CPU-s,
-    paid by every sandboxed kernel, most of which grade code that never touches torch). First use still loads it."""
+def test_the_grading_services_pieces_load_without_torch():
+    """The queue, the job runner and the service import only what they use: the package ``__init__``s load no torch
+    (about 2 CPU-s, paid by every process of a class's grading service). First use of an exported name still does."""
     code = (
-        "import sys, ftlab, ftlab.grading, ftlab.grading.kernel, ftlab.grading.guards\n"
+        "import sys, ftlab, ftlab.grading\n"
+        "import ftlab.grading.jobproc, ftlab.grading.jobs, ftlab.grading.queue, ftlab.grading.service\n"
         "print('torch' in sys.modules)\n"
         "ftlab.freeze, ftlab.grading.expect\n"
         "print('torch' in sys.modules)\n"

@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ours, kernel_args = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     args = parser.parse_args(ours)
+    # Modules come from the environment only: a .py file the submission brings or the notebook writes into its folder
+    # is not importable (it could shadow a library the grader's policy trusts, or one a guard below imports).
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
     if args.submission and Path(args.submission).is_dir():
         _copy_submission(Path(args.submission), Path.cwd())
     if args.guard:
@@ -182,11 +186,11 @@ def main(argv: list[str] | None = None) -> None:
                 guards.install(name)
             except Exception as exc:  # an instructor's typo must not stop the kernel; the check will fail loudly
                 print(f"ftlab grading: cannot guard {name}: {exc}", file=sys.stderr)
+    # What `serve` answers the grader's calls with (torch.load, the codec), loaded before the first cell: a check's
+    # time limit is the student's, and the import (seconds on a busy machine) must not be charged to it.
+    from . import codec  # noqa: F401
+
     os.environ.pop("JPY_PARENT_PID", None)  # in a PID namespace the parent poller would see PID 1 and exit
-    # Modules come from the environment only: a .py file the notebook writes into its folder is not importable
-    # (it could shadow a library the grader's policy trusts).
-    cwd = os.getcwd()
-    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
     from ipykernel.kernelapp import launch_new_instance
 
     sys.argv = [sys.argv[0], "-f", args.connection_file, "--IPKernelApp.ignore_cwd=True", *kernel_args]
