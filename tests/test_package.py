@@ -3,6 +3,7 @@ on first use, so that a process needing a corner of the package -- the grading s
 starts without torch."""
 
 import importlib
+import inspect
 import subprocess
 import sys
 
@@ -16,21 +17,32 @@ PACKAGES = [ftlab, ftlab.grading]
 
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
 def test_every_exported_name_is_its_modules_object(package):
-    assert package.__all__ == sorted(package._EXPORTS) and package.__all__
-    for name, module in package._EXPORTS.items():
+    names = {name: module for module, names in package._EXPORTS.items() for name in names}
+    assert package.__all__ == sorted(names) and len(names) > 5
+    for name, module in names.items():
         defined = importlib.import_module(f"{package.__name__}.{module}")
         assert getattr(package, name) is getattr(defined, name), f"{package.__name__}.{name}"
         assert name in dir(package)
     namespace: dict = {}
     exec(f"from {package.__name__} import *", namespace)
-    assert set(package.__all__) <= set(namespace)
+    assert set(package.__all__) <= set(namespace) and not any(inspect.ismodule(v) for v in namespace.values())
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.__name__)
 def test_an_unknown_name_is_an_attribute_error_naming_it(package):
-    with pytest.raises(AttributeError, match=rf"module '{package.__name__}' has no attribute 'fine_tune_everything'"):
+    with pytest.raises(AttributeError, match="fine_tune_everything"):
         package.fine_tune_everything  # noqa: B018
     assert not hasattr(package, "fine_tune_everything")
+
+
+def test_a_bare_import_reaches_every_submodule():
+    """``import ftlab`` then ``ftlab.optim.param_groups``, as notebooks write it: the submodule loads when named."""
+    code = (
+        "import ftlab, ftlab.grading\n"
+        "print(ftlab.optim.layerwise_lrs(1e-3, 0.5, 2), ftlab.train.fit.__name__, ftlab.grading.sandbox.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[0.0005,", "0.001]", "fit", "ftlab.grading.sandbox"]
 
 
 def test_lr_find_is_the_function_whatever_was_imported_first():

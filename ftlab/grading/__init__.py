@@ -22,32 +22,19 @@ What a test cell imports from here -- a check that never broadcasts, and says wh
 softmax(z): shape (0, 1, 1) where (2,) was expected
 """
 
-import importlib
-from typing import Any
+import pkgutil
 
-# Loaded on first use (PEP 562): the checks import torch, which a sandboxed kernel
-# (``python -m ftlab.grading.kernel``) and ``ftlab grade`` do not need to start.
+import lazy_loader
+
+# module -> the names the package exports from it
 _EXPORTS = {
-    "CheckFailed": "checks",
-    "expect": "checks",
-    "expect_close": "checks",
-    "expect_equal": "checks",
-    "Forbidden": "guards",
-    "forbid": "guards",
-    "forbid_in_notebook": "guards",
+    "checks": ["CheckFailed", "expect", "expect_close", "expect_equal"],
+    "guards": ["Forbidden", "forbid", "forbid_in_notebook"],
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """``ftlab.grading.expect`` and the other exported names, imported from their module when first asked for."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+# Loaded on first use, like ``ftlab``'s: the checks import torch, which the grading service's queue and job runner
+# do not need.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__, [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")], _EXPORTS
+)
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
